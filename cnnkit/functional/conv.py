@@ -1,0 +1,261 @@
+"""2-D convolution (cross-correlation) forward and backward passes.
+
+    y[n, o, i, j] = b[o] + sum_{c, u, v} w[o, c, u, v] * xpad[n, g*Cg + c, i*s + u*d, j*s + v*d]
+
+with g the group of output channel o and Cg = C_in / groups. The backward pass follows from the
+chain rule: dL/dw is the correlation of the padded input with dL/dy, dL/db the sum of dL/dy over
+(n, i, j), and dL/dx the transposed convolution of dL/dy with w.
+
+The general path is im2col (a strided view of every receptive field, copied into a column buffer
+tile by tile so that the buffer stays under ``COLUMN_BUDGET_BYTES``) followed by one batched GEMM;
+the gradient of the input goes back through col2im as kH*kW strided slice-adds. Depthwise
+convolution (groups == C_in == C_out) takes kH*kW shifted multiply-adds instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from cnnkit.functional._args import (
+    Padding2d,
+    check_4d,
+    check_float,
+    check_same_dtype,
+    output_size,
+    pad_hw,
+    pair,
+    resolve_padding,
+    unpad_hw,
+    window_slice,
+)
+
+COLUMN_BUDGET_BYTES = 64 * 2**20
+
+
+@dataclass
+class Conv2dCache:
+    """What the backward pass needs from the forward pass."""
+
+    x_padded: np.ndarray
+    weight: np.ndarray
+    has_bias: bool
+    padding: Padding2d
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int
+
+
+def conv2d_output_shape(
+    input_shape: tuple[int, ...],
+    weight_shape: tuple[int, ...],
+    stride=1,
+    padding=0,
+    dilation=1,
+) -> tuple[int, int, int, int]:
+    """Output shape (N, C_out, H_out, W_out), H_out = floor((H + 2p - d(k-1) - 1)/s) + 1."""
+    n, _, h, w = input_shape
+    kernel = weight_shape[2:]
+    stride, dilation = pair(stride, "stride"), pair(dilation, "dilation")
+    pad = resolve_padding(padding, (h, w), kernel, stride, dilation)
+    return (
+        n,
+        weight_shape[0],
+        output_size(h, pad[0], kernel[0], stride[0], dilation[0]),
+        output_size(w, pad[1], kernel[1], stride[1], dilation[1]),
+    )
+
+
+def _validate(x, weight, bias, groups) -> None:
+    check_4d(x, "conv2d")
+    if not isinstance(weight, np.ndarray) or weight.ndim != 4:
+        shape = getattr(weight, "shape", None)
+        raise ValueError(f"conv2d expected a 4-D weight (C_out, C_in/groups, kH, kW), got {shape}")
+    check_float(weight, "conv2d", "weight")
+    check_same_dtype("conv2d", input=x, weight=weight, bias=bias)
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"conv2d groups must be a positive int, got {groups!r}")
+    c_in, c_out = x.shape[1], weight.shape[0]
+    if c_in != weight.shape[1] * groups:
+        raise ValueError(
+            f"conv2d expected input with {weight.shape[1] * groups} channels "
+            f"(weight {weight.shape}, groups={groups}), got {c_in} (input shape {x.shape})"
+        )
+    if c_out % groups:
+        raise ValueError(f"conv2d groups={groups} must divide the {c_out} output channels")
+    if bias is not None and bias.shape != (c_out,):
+        raise ValueError(f"conv2d expected bias of shape ({c_out},), got {bias.shape}")
+
+
+def _is_depthwise(x: np.ndarray, weight: np.ndarray, groups: int) -> bool:
+    return groups == x.shape[1] == weight.shape[0] and groups > 1
+
+
+def _tile_size(per_image_bytes: int, batch: int) -> int:
+    return max(1, min(batch, COLUMN_BUDGET_BYTES // max(per_image_bytes, 1)))
+
+
+def _im2col(xp, groups, kernel, stride, dilation, out_hw) -> np.ndarray:
+    """Receptive fields of ``xp`` (N, C, Hp, Wp) as columns (N, groups, C/groups*kH*kW, Ho*Wo)."""
+    n, c, _, _ = xp.shape
+    sn, sc, sh, sw = xp.strides
+    cg = c // groups
+    fields = as_strided(
+        xp,
+        shape=(n, groups, cg, kernel[0], kernel[1], out_hw[0], out_hw[1]),
+        strides=(
+            sn,
+            sc * cg,
+            sc,
+            sh * dilation[0],
+            sw * dilation[1],
+            sh * stride[0],
+            sw * stride[1],
+        ),
+        writeable=False,
+    )
+    return fields.reshape(n, groups, cg * kernel[0] * kernel[1], out_hw[0] * out_hw[1])
+
+
+def _col2im(cols, padded_shape, kernel, stride, dilation, out_hw) -> np.ndarray:
+    """Adjoint of :func:`_im2col`: sum every column entry back into its input position."""
+    n, c, hp, wp = padded_shape
+    if kernel == (1, 1) and stride == (1, 1):
+        return cols.reshape(padded_shape)
+    cols = cols.reshape(n, c, kernel[0], kernel[1], out_hw[0], out_hw[1])
+    dxp = np.zeros(padded_shape, dtype=cols.dtype)
+    for u in range(kernel[0]):
+        rows = window_slice(u * dilation[0], stride[0], out_hw[0])
+        for v in range(kernel[1]):
+            columns = window_slice(v * dilation[1], stride[1], out_hw[1])
+            dxp[:, :, rows, columns] += cols[:, :, u, v]
+    return dxp
+
+
+def conv2d(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None = None,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups: int = 1,
+) -> tuple[np.ndarray, Conv2dCache]:
+    """2-D cross-correlation of x (N, C_in, H, W) with weight (C_out, C_in/groups, kH, kW).
+
+    ``padding`` is an int, a pair, 'valid', 'same' (TensorFlow's rule: output ceil(H/stride),
+    the odd extra row/column at the bottom/right) or explicit ((top, bottom), (left, right)).
+    Returns the output (N, C_out, H_out, W_out) and the cache for :func:`conv2d_backward`.
+    """
+    _validate(x, weight, bias, groups)
+    stride, dilation = pair(stride, "stride"), pair(dilation, "dilation")
+    kernel = weight.shape[2:]
+    pad = resolve_padding(padding, x.shape[2:], kernel, stride, dilation)
+    xp = pad_hw(x, pad)
+    extent = tuple(dilation[i] * (kernel[i] - 1) + 1 for i in range(2))
+    if extent[0] > xp.shape[2] or extent[1] > xp.shape[3]:
+        raise ValueError(
+            f"conv2d kernel {tuple(kernel)} with dilation {dilation} spans {extent}, larger than "
+            f"the padded input {xp.shape[2:]} (input shape {x.shape}, padding {pad})"
+        )
+    out_hw = (
+        output_size(x.shape[2], pad[0], kernel[0], stride[0], dilation[0]),
+        output_size(x.shape[3], pad[1], kernel[1], stride[1], dilation[1]),
+    )
+    if _is_depthwise(x, weight, groups):
+        out = _depthwise_forward(xp, weight, stride, dilation, out_hw)
+    else:
+        out = _grouped_forward(xp, weight, groups, stride, dilation, out_hw)
+    if bias is not None:
+        out += bias[None, :, None, None]
+    cache = Conv2dCache(xp, weight, bias is not None, pad, stride, dilation, groups)
+    return out, cache
+
+
+def conv2d_backward(
+    dout: np.ndarray, cache: Conv2dCache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Gradients (dL/dx, dL/dweight, dL/dbias or None) given dL/dy of shape (N, C_out, Ho, Wo)."""
+    xp, weight = cache.x_padded, cache.weight
+    expected = (xp.shape[0], weight.shape[0])
+    if dout.ndim != 4 or dout.shape[:2] != expected:
+        raise ValueError(
+            f"conv2d_backward expected dout of shape (N={expected[0]}, C_out={expected[1]}, ...), "
+            f"got {dout.shape}"
+        )
+    check_same_dtype("conv2d_backward", dout=dout, weight=weight)
+    out_hw = dout.shape[2:]
+    if _is_depthwise(xp, weight, cache.groups):
+        dxp, dweight = _depthwise_backward(dout, xp, weight, cache.stride, cache.dilation, out_hw)
+    else:
+        dxp, dweight = _grouped_backward(
+            dout, xp, weight, cache.groups, cache.stride, cache.dilation, out_hw
+        )
+    dbias = dout.sum(axis=(0, 2, 3)) if cache.has_bias else None
+    return unpad_hw(dxp, cache.padding), dweight, dbias
+
+
+def _grouped_forward(xp, weight, groups, stride, dilation, out_hw) -> np.ndarray:
+    n = xp.shape[0]
+    c_out, cg, kh, kw = weight.shape
+    k = cg * kh * kw
+    w_groups = weight.reshape(groups, c_out // groups, k)
+    out = np.empty((n, c_out, out_hw[0], out_hw[1]), dtype=xp.dtype)
+    tile = _tile_size(groups * k * out_hw[0] * out_hw[1] * xp.itemsize, n)
+    for start in range(0, n, tile):
+        stop = min(start + tile, n)
+        cols = _im2col(xp[start:stop], groups, (kh, kw), stride, dilation, out_hw)
+        target = out[start:stop].reshape(stop - start, groups, c_out // groups, -1)
+        np.matmul(w_groups, cols, out=target)
+    return out
+
+
+def _grouped_backward(dout, xp, weight, groups, stride, dilation, out_hw):
+    n = xp.shape[0]
+    c_out, cg, kh, kw = weight.shape
+    k = cg * kh * kw
+    w_groups = weight.reshape(groups, c_out // groups, k)
+    w_groups_t = w_groups.transpose(0, 2, 1)
+    dweight = np.zeros((groups, c_out // groups, k), dtype=weight.dtype)
+    dxp = np.empty_like(xp)
+    tile = _tile_size(groups * k * out_hw[0] * out_hw[1] * xp.itemsize, n)
+    for start in range(0, n, tile):
+        stop = min(start + tile, n)
+        xp_tile = xp[start:stop]
+        cols = _im2col(xp_tile, groups, (kh, kw), stride, dilation, out_hw)
+        dout_tile = dout[start:stop].reshape(stop - start, groups, c_out // groups, -1)
+        for g in range(groups):
+            dweight[g] += np.tensordot(dout_tile[:, g], cols[:, g], axes=([0, 2], [0, 2]))
+        dcols = np.matmul(w_groups_t, dout_tile)
+        dxp[start:stop] = _col2im(dcols, xp_tile.shape, (kh, kw), stride, dilation, out_hw)
+    return dxp, dweight.reshape(weight.shape)
+
+
+def _depthwise_forward(xp, weight, stride, dilation, out_hw) -> np.ndarray:
+    n, c = xp.shape[:2]
+    out = np.zeros((n, c, out_hw[0], out_hw[1]), dtype=xp.dtype)
+    product = np.empty_like(out)
+    for u in range(weight.shape[2]):
+        rows = window_slice(u * dilation[0], stride[0], out_hw[0])
+        for v in range(weight.shape[3]):
+            columns = window_slice(v * dilation[1], stride[1], out_hw[1])
+            np.multiply(xp[:, :, rows, columns], weight[None, :, 0, u, v, None, None], out=product)
+            out += product
+    return out
+
+
+def _depthwise_backward(dout, xp, weight, stride, dilation, out_hw):
+    dxp = np.zeros_like(xp)
+    dweight = np.empty_like(weight)
+    product = np.empty_like(dout)
+    for u in range(weight.shape[2]):
+        rows = window_slice(u * dilation[0], stride[0], out_hw[0])
+        for v in range(weight.shape[3]):
+            columns = window_slice(v * dilation[1], stride[1], out_hw[1])
+            np.multiply(dout, weight[None, :, 0, u, v, None, None], out=product)
+            dxp[:, :, rows, columns] += product
+            np.multiply(dout, xp[:, :, rows, columns], out=product)
+            dweight[:, 0, u, v] = product.sum(axis=(0, 2, 3))
+    return dxp, dweight

@@ -1,0 +1,26 @@
+"""Inverted dropout (Srivastava et al., 2014): zero each input with probability p, scale by 1/(1-p)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def dropout(
+    x: np.ndarray, p: float, rng: np.random.Generator, training: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """y = x * mask / (1 - p) with mask ~ Bernoulli(1 - p) in training; y = x in eval."""
+    if not 0 <= p <= 1:
+        raise ValueError(f"dropout probability p must be in [0, 1], got {p!r}")
+    if not training or p == 0:
+        return x, None
+    if p == 1:
+        scale = np.zeros_like(x)
+    else:
+        keep = rng.random(x.shape, dtype=np.float64) >= p
+        scale = keep.astype(x.dtype) * x.dtype.type(1 / (1 - p))
+    return x * scale, scale
+
+
+def dropout_backward(dout: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
+    """dL/dx = dL/dy * mask / (1 - p) (the identity in eval mode)."""
+    return dout if scale is None else dout * scale

@@ -1,0 +1,111 @@
+"""Batch normalisation (Ioffe & Szegedy, 2015) forward and backward passes.
+
+Training mode normalises with the batch statistics over every axis but the channel axis 1,
+    xhat = (x - mean) / sqrt(var + eps),   y = gamma * xhat + beta,
+and updates the running statistics in place as PyTorch does (the running variance takes the
+unbiased batch variance):  running = (1 - momentum) * running + momentum * batch_stat.
+Eval mode normalises with the running statistics instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cnnkit.functional._args import check_float, check_same_dtype
+
+
+@dataclass
+class BatchNormCache:
+    """Normalised input, inverse standard deviation and whether batch statistics were used."""
+
+    x_hat: np.ndarray
+    inv_std: np.ndarray
+    gamma: np.ndarray | None
+    training: bool
+
+
+def _reduce_axes(x: np.ndarray) -> tuple[int, ...]:
+    return (0,) + tuple(range(2, x.ndim))
+
+
+def _per_channel(v: np.ndarray, ndim: int) -> np.ndarray:
+    return v.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def batch_norm(
+    x: np.ndarray,
+    running_mean: np.ndarray | None,
+    running_var: np.ndarray | None,
+    gamma: np.ndarray | None = None,
+    beta: np.ndarray | None = None,
+    training: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> tuple[np.ndarray, BatchNormCache]:
+    """Batch norm of x (N, C) or (N, C, H, W) over all axes but channel axis 1."""
+    if not isinstance(x, np.ndarray) or x.ndim not in (2, 3, 4):
+        raise ValueError(
+            f"batch_norm expected input of shape (N, C), (N, C, L) or (N, C, H, W), "
+            f"got {getattr(x, 'shape', type(x).__name__)}"
+        )
+    check_float(x, "batch_norm", "input")
+    check_same_dtype("batch_norm", input=x, gamma=gamma, beta=beta)
+    channels = x.shape[1]
+    for name, v in (("running_mean", running_mean), ("running_var", running_var),
+                    ("gamma", gamma), ("beta", beta)):
+        if v is not None and v.shape != (channels,):
+            raise ValueError(
+                f"batch_norm expected {name} of shape ({channels},) for input {x.shape}, "
+                f"got {v.shape}"
+            )
+    axes = _reduce_axes(x)
+    if training:
+        count = x.size // channels
+        if count < 2:
+            raise ValueError(
+                f"batch_norm in training mode needs more than 1 value per channel, "
+                f"got input shape {x.shape}"
+            )
+        mean = x.mean(axis=axes)
+        var = x.var(axis=axes)
+        if running_mean is not None:
+            running_mean *= 1 - momentum
+            running_mean += momentum * mean
+        if running_var is not None:
+            running_var *= 1 - momentum
+            running_var += momentum * var * (count / (count - 1))
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("batch_norm in eval mode needs running_mean and running_var")
+        mean, var = running_mean, running_var
+    inv_std = (1 / np.sqrt(var + eps)).astype(x.dtype, copy=False)
+    x_hat = (x - _per_channel(mean, x.ndim)) * _per_channel(inv_std, x.ndim)
+    out = x_hat if gamma is None else x_hat * _per_channel(gamma, x.ndim)
+    if beta is not None:
+        out = out + _per_channel(beta, x.ndim)
+    return out, BatchNormCache(x_hat, inv_std, gamma, training)
+
+
+def batch_norm_backward(
+    dout: np.ndarray, cache: BatchNormCache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dL/dx, dL/dgamma, dL/dbeta).
+
+    Training: dx = gamma * inv_std / m * (m * dy - sum(dy) - xhat * sum(dy * xhat)), m = N*H*W.
+    Eval: dx = gamma * inv_std * dy (the running statistics are constants).
+    """
+    axes = _reduce_axes(dout)
+    ndim = dout.ndim
+    dbeta = dout.sum(axis=axes)
+    dgamma = (dout * cache.x_hat).sum(axis=axes)
+    scale = cache.inv_std if cache.gamma is None else cache.gamma * cache.inv_std
+    if cache.training:
+        count = dout.size // dout.shape[1]
+        centred = dout - _per_channel(dbeta / count, ndim)
+        centred -= cache.x_hat * _per_channel(dgamma / count, ndim)
+        dx = centred * _per_channel(scale, ndim)
+    else:
+        dx = dout * _per_channel(scale, ndim)
+    return dx, dgamma, dbeta

@@ -1,0 +1,183 @@
+"""Pooling forward and backward passes: max, average, adaptive average and global average.
+
+Max and average pooling visit the kH*kW taps of the window as whole-array shifted slices (no Python
+loop over windows): max pooling keeps a running maximum and the index of the tap that produced it
+(the first maximum in row-major window order wins ties, as PyTorch's CPU kernel does), so its
+backward pass routes each gradient to exactly one input with one masked slice-add per tap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cnnkit.functional._args import (
+    Padding2d,
+    check_4d,
+    output_size,
+    pad_hw,
+    pair,
+    resolve_padding,
+    unpad_hw,
+    window_slice,
+)
+
+
+@dataclass
+class PoolGeometry:
+    """Window geometry of a pooling call, resolved against the input shape."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: Padding2d
+    out_hw: tuple[int, int]
+
+    def taps(self):
+        """Yield (u, v, row slice, column slice) for every kernel tap."""
+        for u in range(self.kernel[0]):
+            rows = window_slice(u, self.stride[0], self.out_hw[0])
+            for v in range(self.kernel[1]):
+                yield u, v, rows, window_slice(v, self.stride[1], self.out_hw[1])
+
+
+def _geometry(x, kernel_size, stride, padding, op) -> PoolGeometry:
+    check_4d(x, op)
+    kernel = pair(kernel_size, "kernel_size")
+    stride = kernel if stride is None else pair(stride, "stride")
+    pad = resolve_padding(padding, x.shape[2:], kernel, stride, (1, 1))
+    if padding != "same" and any(
+        max(pad[i]) > kernel[i] // 2 for i in range(2)
+    ):
+        raise ValueError(
+            f"{op} padding {padding!r} must be at most half the kernel size {kernel}"
+        )
+    out_hw = (
+        output_size(x.shape[2], pad[0], kernel[0], stride[0], 1),
+        output_size(x.shape[3], pad[1], kernel[1], stride[1], 1),
+    )
+    if min(out_hw) < 1:
+        raise ValueError(
+            f"{op} kernel {kernel} is larger than the padded input "
+            f"{(x.shape[2] + sum(pad[0]), x.shape[3] + sum(pad[1]))} (input shape {x.shape})"
+        )
+    return PoolGeometry(kernel, stride, pad, out_hw)
+
+
+@dataclass
+class MaxPool2dCache:
+    """Index of the winning tap for every output, and the geometry."""
+
+    argmax: np.ndarray
+    padded_shape: tuple[int, ...]
+    geometry: PoolGeometry
+
+
+def max_pool2d(
+    x: np.ndarray, kernel_size, stride=None, padding=0
+) -> tuple[np.ndarray, MaxPool2dCache]:
+    """y[n,c,i,j] = max over the window of x padded with -inf; stride defaults to kernel_size."""
+    geometry = _geometry(x, kernel_size, stride, padding, "max_pool2d")
+    xp = pad_hw(x, geometry.padding, value=-np.inf)
+    out = None
+    argmax = np.zeros(x.shape[:2] + geometry.out_hw, dtype=np.int32)
+    for u, v, rows, columns in geometry.taps():
+        window = xp[:, :, rows, columns]
+        if out is None:
+            out = window.copy()
+            continue
+        better = (window > out) | (np.isnan(window) & ~np.isnan(out))
+        np.copyto(out, window, where=better)
+        argmax[better] = u * geometry.kernel[1] + v
+    return out, MaxPool2dCache(argmax, xp.shape, geometry)
+
+
+def max_pool2d_backward(dout: np.ndarray, cache: MaxPool2dCache) -> np.ndarray:
+    """dL/dx: each output's gradient goes to the one input that was its maximum."""
+    geometry = cache.geometry
+    dxp = np.zeros(cache.padded_shape, dtype=dout.dtype)
+    for u, v, rows, columns in geometry.taps():
+        tap = u * geometry.kernel[1] + v
+        dxp[:, :, rows, columns] += np.where(cache.argmax == tap, dout, 0)
+    return unpad_hw(dxp, geometry.padding)
+
+
+@dataclass
+class AvgPool2dCache:
+    """Divisor per output and the geometry."""
+
+    divisor: np.ndarray
+    padded_shape: tuple[int, ...]
+    geometry: PoolGeometry
+
+
+def avg_pool2d(
+    x: np.ndarray, kernel_size, stride=None, padding=0, count_include_pad: bool = True
+) -> tuple[np.ndarray, AvgPool2dCache]:
+    """y[n,c,i,j] = mean of the window; zero padding counts unless count_include_pad=False."""
+    geometry = _geometry(x, kernel_size, stride, padding, "avg_pool2d")
+    xp = pad_hw(x, geometry.padding)
+    out = np.zeros(x.shape[:2] + geometry.out_hw, dtype=x.dtype)
+    for _, _, rows, columns in geometry.taps():
+        out += xp[:, :, rows, columns]
+    if count_include_pad:
+        divisor = np.full((1, 1) + geometry.out_hw, geometry.kernel[0] * geometry.kernel[1])
+    else:
+        inside = pad_hw(np.ones((1, 1) + x.shape[2:]), geometry.padding)
+        divisor = np.zeros((1, 1) + geometry.out_hw)
+        for _, _, rows, columns in geometry.taps():
+            divisor += inside[:, :, rows, columns]
+    divisor = divisor.astype(x.dtype)
+    out /= divisor
+    return out, AvgPool2dCache(divisor, xp.shape, geometry)
+
+
+def avg_pool2d_backward(dout: np.ndarray, cache: AvgPool2dCache) -> np.ndarray:
+    """dL/dx: each output's gradient spread evenly over its window."""
+    geometry = cache.geometry
+    share = dout / cache.divisor
+    dxp = np.zeros(cache.padded_shape, dtype=dout.dtype)
+    for _, _, rows, columns in geometry.taps():
+        dxp[:, :, rows, columns] += share
+    return unpad_hw(dxp, geometry.padding)
+
+
+def adaptive_bins(size: int, out: int) -> list[tuple[int, int]]:
+    """PyTorch's adaptive bins: [floor(i*size/out), ceil((i+1)*size/out)) for i < out."""
+    return [((i * size) // out, -(-((i + 1) * size) // out)) for i in range(out)]
+
+
+def adaptive_avg_pool2d(x: np.ndarray, output_size) -> tuple[np.ndarray, tuple]:
+    """Average over PyTorch's adaptive bins so that the output is exactly ``output_size``."""
+    check_4d(x, "adaptive_avg_pool2d")
+    out_h, out_w = pair(output_size, "output_size")
+    row_bins = adaptive_bins(x.shape[2], out_h)
+    col_bins = adaptive_bins(x.shape[3], out_w)
+    out = np.empty(x.shape[:2] + (out_h, out_w), dtype=x.dtype)
+    for i, (r0, r1) in enumerate(row_bins):
+        for j, (c0, c1) in enumerate(col_bins):
+            out[:, :, i, j] = x[:, :, r0:r1, c0:c1].mean(axis=(2, 3))
+    return out, (x.shape, row_bins, col_bins)
+
+
+def adaptive_avg_pool2d_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
+    """dL/dx: each bin's gradient spread evenly over the bin (bins may overlap)."""
+    input_shape, row_bins, col_bins = cache
+    dx = np.zeros(input_shape, dtype=dout.dtype)
+    for i, (r0, r1) in enumerate(row_bins):
+        for j, (c0, c1) in enumerate(col_bins):
+            area = (r1 - r0) * (c1 - c0)
+            dx[:, :, r0:r1, c0:c1] += (dout[:, :, i, j] / area)[:, :, None, None]
+    return dx
+
+
+def global_avg_pool2d(x: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
+    """y[n, c] = mean over (H, W) of x[n, c] (output shape (N, C), as Keras' layer)."""
+    check_4d(x, "global_avg_pool2d")
+    return x.mean(axis=(2, 3)), x.shape
+
+
+def global_avg_pool2d_backward(dout: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
+    """dL/dx[n, c, h, w] = dL/dy[n, c] / (H * W)."""
+    area = input_shape[2] * input_shape[3]
+    return np.broadcast_to((dout / area)[:, :, None, None], input_shape).copy()

@@ -1,0 +1,96 @@
+"""Batch normalisation layers (Ioffe & Szegedy, 2015; torch.nn.BatchNorm1d / BatchNorm2d)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cnnkit.functional import norm as F
+from cnnkit.nn.conv import _positive_int
+from cnnkit.nn.module import CachedModule, Parameter, check_dtype
+
+
+class _BatchNorm(CachedModule):
+    expected_ndim: tuple[int, ...] = ()
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        dtype=np.float32,
+    ):
+        super().__init__()
+        name = type(self).__name__
+        self.num_features = _positive_int(num_features, "num_features", name)
+        if eps <= 0:
+            raise ValueError(f"{name} eps must be positive, got {eps!r}")
+        if not 0 <= momentum <= 1:
+            raise ValueError(f"{name} momentum must be in [0, 1], got {momentum!r}")
+        self.eps, self.momentum = float(eps), float(momentum)
+        self.dtype = check_dtype(dtype)
+        self.affine, self.track_running_stats = affine, track_running_stats
+        self.weight = Parameter(np.ones(num_features, dtype=self.dtype)) if affine else None
+        self.bias = Parameter(np.zeros(num_features, dtype=self.dtype)) if affine else None
+        if track_running_stats:
+            self.register_buffer("running_mean", np.zeros(num_features, dtype=self.dtype))
+            self.register_buffer("running_var", np.ones(num_features, dtype=self.dtype))
+            self.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64))
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._check_input(x)
+        name = type(self).__name__
+        if x.ndim not in self.expected_ndim:
+            raise ValueError(f"{name} expected {' or '.join(f'{d}-D' for d in self.expected_ndim)} input, got shape {x.shape}")
+        if x.shape[1] != self.num_features:
+            raise ValueError(
+                f"{name} expected input with {self.num_features} channels, got {x.shape[1]} "
+                f"(input shape {x.shape})"
+            )
+        use_batch_stats = self.training or not self.track_running_stats
+        tracking = self.training and self.track_running_stats
+        if tracking:
+            self._buffers["num_batches_tracked"] += 1
+        out, self._cache = F.batch_norm(
+            x,
+            self._buffers.get("running_mean") if tracking or not use_batch_stats else None,
+            self._buffers.get("running_var") if tracking or not use_batch_stats else None,
+            None if self.weight is None else self.weight.data,
+            None if self.bias is None else self.bias.data,
+            training=use_batch_stats,
+            momentum=self.momentum,
+            eps=self.eps,
+        )
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        dx, dgamma, dbeta = F.batch_norm_backward(dout, self._take_cache())
+        if self.affine:
+            self.weight.grad += dgamma
+            self.bias.grad += dbeta
+        return dx
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+            f"track_running_stats={self.track_running_stats}"
+        )
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch norm over (N, C) or (N, C, L) input (torch.nn.BatchNorm1d).
+
+    Shape: (N, C) -> (N, C); (N, C, L) -> (N, C, L).
+    """
+
+    expected_ndim = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch norm over (N, C, H, W) input, statistics per channel (torch.nn.BatchNorm2d).
+
+    Shape: (N, C, H, W) -> (N, C, H, W).
+    """
+
+    expected_ndim = (4,)
