@@ -1,7 +1,7 @@
 """cnnkit: convolutional neural networks in readable NumPy, checked against PyTorch."""
 
-from cnnkit import functional, nn, optim
+from cnnkit import data, functional, io, models, nn, optim
 from cnnkit.gradcheck import gradcheck
 
 __version__ = "0.1.0"
-__all__ = ["functional", "gradcheck", "nn", "optim", "__version__"]
+__all__ = ["__version__", "data", "functional", "gradcheck", "io", "models", "nn", "optim"]

@@ -107,7 +107,7 @@ def gradcheck(
     projection = rng.standard_normal(np.shape(evaluate()))
     grads = analytic(projection)
     worst = GradcheckReport(0.0, "nowhere", 0.0, 0.0, 0, tolerance)
-    for (name, array), grad in zip(arrays, grads):
+    for (name, array), grad in zip(arrays, grads, strict=True):
         if grad is None:
             continue
         flat, flat_grad = array.reshape(-1), np.asarray(grad).reshape(-1)

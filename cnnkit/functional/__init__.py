@@ -1,4 +1,4 @@
-"""Pure forward/backward kernels: each op returns (out, cache); its ``*_backward`` takes the cache."""
+"""Pure forward/backward kernels: each op returns (out, cache); ``*_backward`` takes the cache."""
 
 from cnnkit.functional.activation import (
     leaky_relu,
@@ -35,4 +35,40 @@ from cnnkit.functional.pool import (
     max_pool2d_backward,
 )
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+__all__ = [
+    "adaptive_avg_pool2d",
+    "adaptive_avg_pool2d_backward",
+    "avg_pool2d",
+    "avg_pool2d_backward",
+    "batch_norm",
+    "batch_norm_backward",
+    "conv2d",
+    "conv2d_backward",
+    "conv2d_output_shape",
+    "cross_entropy",
+    "cross_entropy_backward",
+    "dropout",
+    "dropout_backward",
+    "flatten",
+    "flatten_backward",
+    "global_avg_pool2d",
+    "global_avg_pool2d_backward",
+    "leaky_relu",
+    "leaky_relu_backward",
+    "linear",
+    "linear_backward",
+    "log_softmax",
+    "log_softmax_backward",
+    "max_pool2d",
+    "max_pool2d_backward",
+    "mse_loss",
+    "mse_loss_backward",
+    "relu",
+    "relu_backward",
+    "sigmoid",
+    "sigmoid_backward",
+    "softmax",
+    "softmax_backward",
+    "tanh",
+    "tanh_backward",
+]

@@ -27,6 +27,13 @@ def pair(value, name: str, *, minimum: int = 1) -> Pair:
     return result
 
 
+def unit_interval(value, name: str) -> float:
+    """Return ``value`` as a float if it is a real number in [0, 1]; raise ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
+        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+    return float(value)
+
+
 def same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
     """TensorFlow 'same' padding (before, after): output ceil(size/stride), extra at the end."""
     out = -(-size // stride)

@@ -98,40 +98,47 @@ def _tile_size(per_image_bytes: int, batch: int) -> int:
 
 
 def _im2col(xp, groups, kernel, stride, dilation, out_hw) -> np.ndarray:
-    """Receptive fields of ``xp`` (N, C, Hp, Wp) as columns (N, groups, C/groups*kH*kW, Ho*Wo)."""
+    """Receptive fields of ``xp`` (N, C, Hp, Wp) as columns (groups, C/groups*kH*kW, N*Ho*Wo).
+
+    Row (c, u, v) of group g holds xpad[n, g*Cg + c, i*s + u*d, j*s + v*d] for every (n, i, j),
+    so one GEMM per group, w_g (C_out/groups, K) @ cols_g (K, N*Ho*Wo), is the whole convolution.
+    """
     n, c, _, _ = xp.shape
     sn, sc, sh, sw = xp.strides
     cg = c // groups
     fields = as_strided(
         xp,
-        shape=(n, groups, cg, kernel[0], kernel[1], out_hw[0], out_hw[1]),
+        shape=(groups, cg, kernel[0], kernel[1], n, out_hw[0], out_hw[1]),
         strides=(
-            sn,
             sc * cg,
             sc,
             sh * dilation[0],
             sw * dilation[1],
+            sn,
             sh * stride[0],
             sw * stride[1],
         ),
         writeable=False,
     )
-    return fields.reshape(n, groups, cg * kernel[0] * kernel[1], out_hw[0] * out_hw[1])
+    return fields.reshape(groups, cg * kernel[0] * kernel[1], n * out_hw[0] * out_hw[1])
 
 
 def _col2im(cols, padded_shape, kernel, stride, dilation, out_hw) -> np.ndarray:
-    """Adjoint of :func:`_im2col`: sum every column entry back into its input position."""
+    """Adjoint of :func:`_im2col`: sum every column entry back into its input position.
+
+    Works channel-major, (C, N, Hp, Wp), and returns an (N, C, Hp, Wp) view of the result.
+    """
     n, c, hp, wp = padded_shape
     if kernel == (1, 1) and stride == (1, 1):
-        return cols.reshape(padded_shape)
-    cols = cols.reshape(n, c, kernel[0], kernel[1], out_hw[0], out_hw[1])
-    dxp = np.zeros(padded_shape, dtype=cols.dtype)
+        return cols.reshape(c, n, hp, wp).transpose(1, 0, 2, 3)
+    cols = cols.reshape(c, kernel[0], kernel[1], n, out_hw[0], out_hw[1])
+    dxp = np.zeros((c, n, hp, wp), dtype=cols.dtype)
     for u in range(kernel[0]):
         rows = window_slice(u * dilation[0], stride[0], out_hw[0])
         for v in range(kernel[1]):
             columns = window_slice(v * dilation[1], stride[1], out_hw[1])
-            dxp[:, :, rows, columns] += cols[:, :, u, v]
-    return dxp
+            dxp[:, :, rows, columns] += cols[:, u, v]
+    return dxp.transpose(1, 0, 2, 3)
 
 
 def conv2d(
@@ -207,8 +214,8 @@ def _grouped_forward(xp, weight, groups, stride, dilation, out_hw) -> np.ndarray
     for start in range(0, n, tile):
         stop = min(start + tile, n)
         cols = _im2col(xp[start:stop], groups, (kh, kw), stride, dilation, out_hw)
-        target = out[start:stop].reshape(stop - start, groups, c_out // groups, -1)
-        np.matmul(w_groups, cols, out=target)
+        result = np.matmul(w_groups, cols).reshape(c_out, stop - start, out_hw[0], out_hw[1])
+        out[start:stop] = result.transpose(1, 0, 2, 3)
     return out
 
 
@@ -217,7 +224,6 @@ def _grouped_backward(dout, xp, weight, groups, stride, dilation, out_hw):
     c_out, cg, kh, kw = weight.shape
     k = cg * kh * kw
     w_groups = weight.reshape(groups, c_out // groups, k)
-    w_groups_t = w_groups.transpose(0, 2, 1)
     dweight = np.zeros((groups, c_out // groups, k), dtype=weight.dtype)
     dxp = np.empty_like(xp)
     tile = _tile_size(groups * k * out_hw[0] * out_hw[1] * xp.itemsize, n)
@@ -225,10 +231,9 @@ def _grouped_backward(dout, xp, weight, groups, stride, dilation, out_hw):
         stop = min(start + tile, n)
         xp_tile = xp[start:stop]
         cols = _im2col(xp_tile, groups, (kh, kw), stride, dilation, out_hw)
-        dout_tile = dout[start:stop].reshape(stop - start, groups, c_out // groups, -1)
-        for g in range(groups):
-            dweight[g] += np.tensordot(dout_tile[:, g], cols[:, g], axes=([0, 2], [0, 2]))
-        dcols = np.matmul(w_groups_t, dout_tile)
+        dout_groups = dout[start:stop].transpose(1, 0, 2, 3).reshape(groups, c_out // groups, -1)
+        dweight += np.matmul(dout_groups, cols.transpose(0, 2, 1))
+        dcols = np.matmul(w_groups.transpose(0, 2, 1), dout_groups)
         dxp[start:stop] = _col2im(dcols, xp_tile.shape, (kh, kw), stride, dilation, out_hw)
     return dxp, dweight.reshape(weight.shape)
 

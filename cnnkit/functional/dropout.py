@@ -1,16 +1,17 @@
-"""Inverted dropout (Srivastava et al., 2014): zero each input with probability p, scale by 1/(1-p)."""
+"""Inverted dropout (Srivastava et al., 2014): zero inputs with probability p, scale by 1/(1-p)."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from cnnkit.functional._args import unit_interval
 
 
 def dropout(
     x: np.ndarray, p: float, rng: np.random.Generator, training: bool = True
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """y = x * mask / (1 - p) with mask ~ Bernoulli(1 - p) in training; y = x in eval."""
-    if not 0 <= p <= 1:
-        raise ValueError(f"dropout probability p must be in [0, 1], got {p!r}")
+    p = unit_interval(p, "dropout probability p")
     if not training or p == 0:
         return x, None
     if p == 1:

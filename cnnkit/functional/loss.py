@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnkit.functional._args import check_float, unit_interval
 from cnnkit.functional.activation import log_softmax
 
 REDUCTIONS = ("mean", "sum")
@@ -18,9 +19,14 @@ def _target_distribution(target: np.ndarray, logits: np.ndarray) -> np.ndarray:
     n, classes = logits.shape
     if target.ndim == 1:
         if not np.issubdtype(target.dtype, np.integer):
-            raise TypeError(f"cross_entropy expected integer class labels, got dtype {target.dtype}")
+            raise TypeError(
+                f"cross_entropy expected integer class labels, got dtype {target.dtype}"
+            )
         if target.shape[0] != n:
-            raise ValueError(f"cross_entropy expected {n} labels for logits {logits.shape}, got {target.shape[0]}")
+            raise ValueError(
+                f"cross_entropy expected {n} labels for logits {logits.shape}, "
+                f"got {target.shape[0]}"
+            )
         if target.size and (target.min() < 0 or target.max() >= classes):
             raise ValueError(
                 f"cross_entropy labels must lie in [0, {classes - 1}], "
@@ -53,8 +59,8 @@ def cross_entropy(
             f"cross_entropy expected logits of shape (N, classes), got "
             f"{getattr(logits, 'shape', type(logits).__name__)}"
         )
-    if not 0 <= label_smoothing <= 1:
-        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    check_float(logits, "cross_entropy", "logits")
+    label_smoothing = unit_interval(label_smoothing, "label_smoothing")
     target = np.asarray(target)
     q = _target_distribution(target, logits)
     if label_smoothing:
@@ -74,9 +80,16 @@ def cross_entropy_backward(cache: tuple, dloss: float = 1.0) -> np.ndarray:
     return grad * (dloss / divisor)
 
 
-def mse_loss(prediction: np.ndarray, target: np.ndarray, reduction: str = "mean") -> tuple[float, tuple]:
+def mse_loss(
+    prediction: np.ndarray, target: np.ndarray, reduction: str = "mean"
+) -> tuple[float, tuple]:
     """L = mean (or sum) of (prediction - target)^2."""
     _check_reduction(reduction)
+    if not isinstance(prediction, np.ndarray):
+        raise TypeError(
+            f"mse_loss expected a numpy.ndarray prediction, got {type(prediction).__name__}"
+        )
+    check_float(prediction, "mse_loss", "prediction")
     target = np.asarray(target)
     if prediction.shape != target.shape:
         raise ValueError(

@@ -53,8 +53,12 @@ def batch_norm(
     check_float(x, "batch_norm", "input")
     check_same_dtype("batch_norm", input=x, gamma=gamma, beta=beta)
     channels = x.shape[1]
-    for name, v in (("running_mean", running_mean), ("running_var", running_var),
-                    ("gamma", gamma), ("beta", beta)):
+    for name, v in (
+        ("running_mean", running_mean),
+        ("running_var", running_var),
+        ("gamma", gamma),
+        ("beta", beta),
+    ):
         if v is not None and v.shape != (channels,):
             raise ValueError(
                 f"batch_norm expected {name} of shape ({channels},) for input {x.shape}, "

@@ -2,8 +2,9 @@
 
 Max and average pooling visit the kH*kW taps of the window as whole-array shifted slices (no Python
 loop over windows): max pooling keeps a running maximum and the index of the tap that produced it
-(the first maximum in row-major window order wins ties, as PyTorch's CPU kernel does), so its
-backward pass routes each gradient to exactly one input with one masked slice-add per tap.
+(as PyTorch's CPU kernel does: the first maximum in row-major window order wins ties, a NaN always
+wins, and a window of -inf picks its first input inside the padding), so its backward pass routes
+each gradient to exactly one input with one masked slice-add per tap.
 """
 
 from __future__ import annotations
@@ -46,12 +47,8 @@ def _geometry(x, kernel_size, stride, padding, op) -> PoolGeometry:
     kernel = pair(kernel_size, "kernel_size")
     stride = kernel if stride is None else pair(stride, "stride")
     pad = resolve_padding(padding, x.shape[2:], kernel, stride, (1, 1))
-    if padding != "same" and any(
-        max(pad[i]) > kernel[i] // 2 for i in range(2)
-    ):
-        raise ValueError(
-            f"{op} padding {padding!r} must be at most half the kernel size {kernel}"
-        )
+    if padding != "same" and any(max(pad[i]) > kernel[i] // 2 for i in range(2)):
+        raise ValueError(f"{op} padding {padding!r} must be at most half the kernel size {kernel}")
     out_hw = (
         output_size(x.shape[2], pad[0], kernel[0], stride[0], 1),
         output_size(x.shape[3], pad[1], kernel[1], stride[1], 1),
@@ -79,17 +76,22 @@ def max_pool2d(
     """y[n,c,i,j] = max over the window of x padded with -inf; stride defaults to kernel_size."""
     geometry = _geometry(x, kernel_size, stride, padding, "max_pool2d")
     xp = pad_hw(x, geometry.padding, value=-np.inf)
-    out = None
-    argmax = np.zeros(x.shape[:2] + geometry.out_hw, dtype=np.int32)
+    out = np.full(x.shape[:2] + geometry.out_hw, -np.inf, dtype=x.dtype)
+    argmax = np.broadcast_to(_first_inside_tap(geometry), out.shape).copy()
     for u, v, rows, columns in geometry.taps():
         window = xp[:, :, rows, columns]
-        if out is None:
-            out = window.copy()
-            continue
-        better = (window > out) | (np.isnan(window) & ~np.isnan(out))
+        better = (window > out) | np.isnan(window)
         np.copyto(out, window, where=better)
         argmax[better] = u * geometry.kernel[1] + v
     return out, MaxPool2dCache(argmax, xp.shape, geometry)
+
+
+def _first_inside_tap(geometry: PoolGeometry) -> np.ndarray:
+    """Tap index of each window's first non-padding input, the winner while nothing beats -inf."""
+    (top, _), (left, _) = geometry.padding
+    u0 = np.maximum(top - geometry.stride[0] * np.arange(geometry.out_hw[0]), 0)
+    v0 = np.maximum(left - geometry.stride[1] * np.arange(geometry.out_hw[1]), 0)
+    return (u0[:, None] * geometry.kernel[1] + v0[None, :]).astype(np.int32)
 
 
 def max_pool2d_backward(dout: np.ndarray, cache: MaxPool2dCache) -> np.ndarray:

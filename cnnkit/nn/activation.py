@@ -5,6 +5,8 @@ Shape: any input shape; the output has the same shape.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from cnnkit.functional import activation as F
@@ -28,6 +30,8 @@ class LeakyReLU(CachedModule):
 
     def __init__(self, negative_slope: float = 0.01):
         super().__init__()
+        if isinstance(negative_slope, bool) or not isinstance(negative_slope, numbers.Real):
+            raise TypeError(f"LeakyReLU negative_slope must be a number, got {negative_slope!r}")
         self.negative_slope = float(negative_slope)
 
     def forward(self, x: np.ndarray) -> np.ndarray:

@@ -21,7 +21,9 @@ def _positive_int(value, name: str, owner: str) -> int:
 def _check_padding(padding, owner: str):
     if isinstance(padding, str):
         if padding not in ("same", "valid"):
-            raise ValueError(f"{owner} padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
+            raise ValueError(
+                f"{owner} padding must be an int, a pair, 'same' or 'valid', got {padding!r}"
+            )
         return padding
     return pair(padding, "padding", minimum=0)
 
@@ -141,8 +143,16 @@ class SeparableConv2d(Module):
         depth_multiplier = _positive_int(depth_multiplier, "depth_multiplier", "SeparableConv2d")
         rng = np.random.default_rng() if rng is None else rng
         self.depthwise = Conv2d(
-            in_channels, in_channels * depth_multiplier, kernel_size, stride, padding, dilation,
-            groups=in_channels, bias=False, dtype=dtype, rng=rng,
+            in_channels,
+            in_channels * depth_multiplier,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            groups=in_channels,
+            bias=False,
+            dtype=dtype,
+            rng=rng,
         )
         self.pointwise = Conv2d(
             in_channels * depth_multiplier, out_channels, 1, bias=bias, dtype=dtype, rng=rng

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnkit.functional._args import unit_interval
 from cnnkit.functional.dropout import dropout, dropout_backward
 from cnnkit.nn.module import CachedModule
 
@@ -16,9 +17,7 @@ class Dropout(CachedModule):
 
     def __init__(self, p: float = 0.5, rng: np.random.Generator | None = None):
         super().__init__()
-        if not 0 <= p <= 1:
-            raise ValueError(f"Dropout probability p must be in [0, 1], got {p!r}")
-        self.p = float(p)
+        self.p = unit_interval(p, "Dropout probability p")
         self.rng = np.random.default_rng() if rng is None else rng
 
     def forward(self, x: np.ndarray) -> np.ndarray:

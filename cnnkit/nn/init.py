@@ -15,7 +15,9 @@ import numpy as np
 def fan_in_and_fan_out(shape: tuple[int, ...]) -> tuple[int, int]:
     """fan_in = shape[1] * receptive field, fan_out = shape[0] * receptive field."""
     if len(shape) < 2:
-        raise ValueError(f"fan in and fan out need an array of at least 2 dimensions, got shape {shape}")
+        raise ValueError(
+            f"fan in and fan out need an array of at least 2 dimensions, got shape {shape}"
+        )
     receptive = math.prod(shape[2:])
     return shape[1] * receptive, shape[0] * receptive
 
@@ -92,10 +94,8 @@ def xavier_normal_(array: np.ndarray, rng: np.random.Generator, gain: float = 1.
     return normal_(array, gain * math.sqrt(2.0 / (fan_in + fan_out)), rng)
 
 
-def torch_default_(
-    weight: np.ndarray, bias: np.ndarray | None, rng: np.random.Generator
-) -> None:
-    """PyTorch's default for Linear and Conv2d: kaiming_uniform_(a=sqrt(5)), bias U(+-1/sqrt(fan_in))."""
+def torch_default_(weight: np.ndarray, bias: np.ndarray | None, rng: np.random.Generator) -> None:
+    """PyTorch's Linear/Conv2d default: kaiming_uniform_(a=sqrt(5)), bias U(+-1/sqrt(fan_in))."""
     kaiming_uniform_(weight, rng, a=math.sqrt(5))
     if bias is not None:
         bound = 1 / math.sqrt(fan_in_and_fan_out(weight.shape)[0])

@@ -73,6 +73,9 @@ class Flatten(CachedModule):
     def backward(self, dout: np.ndarray) -> np.ndarray:
         return flatten_backward(dout, self._take_cache())
 
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}"
+
 
 class Identity(Module):
     """y = x (torch.nn.Identity)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from cnnkit.functional import loss as F
+from cnnkit.functional._args import unit_interval
 
 
 class _Loss:
@@ -16,7 +17,9 @@ class _Loss:
     def backward(self, dloss: float = 1.0) -> np.ndarray:
         """dL/d(prediction) for the last call, scaled by ``dloss``."""
         if self._cache is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before the loss was computed")
+            raise RuntimeError(
+                f"{type(self).__name__}.backward called before the loss was computed"
+            )
         return self._backward(self._cache, dloss)
 
 
@@ -31,16 +34,17 @@ class CrossEntropyLoss(_Loss):
 
     def __init__(self, reduction: str = "mean", label_smoothing: float = 0.0):
         super().__init__(reduction)
-        if not 0 <= label_smoothing <= 1:
-            raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
-        self.label_smoothing = label_smoothing
+        self.label_smoothing = unit_interval(label_smoothing, "label_smoothing")
 
     def __call__(self, logits: np.ndarray, target: np.ndarray) -> float:
         loss, self._cache = F.cross_entropy(logits, target, self.reduction, self.label_smoothing)
         return loss
 
     def __repr__(self) -> str:
-        return f"CrossEntropyLoss(reduction={self.reduction!r}, label_smoothing={self.label_smoothing})"
+        return (
+            f"CrossEntropyLoss(reduction={self.reduction!r}, "
+            f"label_smoothing={self.label_smoothing})"
+        )
 
 
 class MSELoss(_Loss):

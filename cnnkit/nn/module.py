@@ -1,4 +1,4 @@
-"""Parameter and Module: the state every layer shares (after torch.nn.Parameter / torch.nn.Module)."""
+"""Parameter and Module: the state every layer shares (as torch.nn.Parameter, torch.nn.Module)."""
 
 from __future__ import annotations
 
@@ -232,10 +232,16 @@ class CachedModule(Module):
 
     def _check_input(self, x) -> None:
         if not isinstance(x, np.ndarray):
-            raise TypeError(f"{type(self).__name__} expected a numpy.ndarray, got {type(x).__name__}")
+            raise TypeError(
+                f"{type(self).__name__} expected a numpy.ndarray, got {type(x).__name__}"
+            )
+        if x.dtype not in DTYPES:
+            raise TypeError(
+                f"{type(self).__name__} expected input of dtype float32 or float64, got {x.dtype}"
+            )
         expected = self.__dict__.get("dtype")
         if expected is not None and x.dtype != expected:
             raise TypeError(
                 f"{type(self).__name__} expected input of dtype {np.dtype(expected)}, got "
-                f"{x.dtype} (cast the input or call .to({x.dtype.name}) on the model)"
+                f"{x.dtype} (cast the input or call .to(np.{x.dtype.name}) on the model)"
             )

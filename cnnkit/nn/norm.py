@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from cnnkit.functional import norm as F
+from cnnkit.functional._args import unit_interval
 from cnnkit.nn.conv import _positive_int
 from cnnkit.nn.module import CachedModule, Parameter, check_dtype
 
@@ -24,11 +27,10 @@ class _BatchNorm(CachedModule):
         super().__init__()
         name = type(self).__name__
         self.num_features = _positive_int(num_features, "num_features", name)
-        if eps <= 0:
-            raise ValueError(f"{name} eps must be positive, got {eps!r}")
-        if not 0 <= momentum <= 1:
-            raise ValueError(f"{name} momentum must be in [0, 1], got {momentum!r}")
-        self.eps, self.momentum = float(eps), float(momentum)
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
+            raise ValueError(f"{name} eps must be a positive number, got {eps!r}")
+        self.eps = float(eps)
+        self.momentum = unit_interval(momentum, f"{name} momentum")
         self.dtype = check_dtype(dtype)
         self.affine, self.track_running_stats = affine, track_running_stats
         self.weight = Parameter(np.ones(num_features, dtype=self.dtype)) if affine else None
@@ -42,7 +44,8 @@ class _BatchNorm(CachedModule):
         self._check_input(x)
         name = type(self).__name__
         if x.ndim not in self.expected_ndim:
-            raise ValueError(f"{name} expected {' or '.join(f'{d}-D' for d in self.expected_ndim)} input, got shape {x.shape}")
+            ranks = " or ".join(f"{d}-D" for d in self.expected_ndim)
+            raise ValueError(f"{name} expected {ranks} input, got shape {x.shape}")
         if x.shape[1] != self.num_features:
             raise ValueError(
                 f"{name} expected input with {self.num_features} channels, got {x.shape[1]} "

@@ -1,4 +1,4 @@
-"""Pooling layers (torch.nn.MaxPool2d, AvgPool2d, AdaptiveAvgPool2d; keras GlobalAveragePooling2D)."""
+"""Pooling layers: torch.nn's MaxPool2d, AvgPool2d, AdaptiveAvgPool2d and Keras' global pooling."""
 
 from __future__ import annotations
 
@@ -70,6 +70,9 @@ class AvgPool2d(_Pool2d):
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         return F.avg_pool2d_backward(dout, self._take_cache())
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, count_include_pad={self.count_include_pad}"
 
 
 class AdaptiveAvgPool2d(CachedModule):

@@ -1,0 +1,157 @@
+"""Checkpoints: arrays in one .npz (loaded with allow_pickle=False) and the rest as embedded JSON.
+
+A checkpoint file holds the model config (enough to rebuild it with ``cnnkit.models.get``), its
+state_dict, and any nested training state (optimizer, scheduler, RNG states, epoch, history).
+Nested state is split into JSON (numbers, strings, lists, dicts) and arrays (stored under
+"state/<path>" keys). Files are written atomically: a temporary file in the same directory,
+flushed to disk, then renamed over the target, so a crash never leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cnnkit import models
+from cnnkit.nn.module import Module
+
+FORMAT_VERSION = 1
+META_KEY = "__meta__"
+MODEL_PREFIX = "model/"
+STATE_PREFIX = "state/"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable, or does not fit the model it is loaded into."""
+
+
+@dataclass
+class Checkpoint:
+    """What a checkpoint file holds."""
+
+    config: dict
+    model_state: dict[str, np.ndarray]
+    training_state: dict = field(default_factory=dict)
+
+
+def _split_arrays(value, path: str, arrays: dict[str, np.ndarray]):
+    """Replace every ndarray inside ``value`` by a reference, collecting the arrays."""
+    if isinstance(value, np.ndarray):
+        key = STATE_PREFIX + path
+        arrays[key] = value
+        return {"__array__": key}
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value):
+            return {k: _split_arrays(v, f"{path}/{k}", arrays) for k, v in value.items()}
+        return {
+            "__items__": [[k, _split_arrays(v, f"{path}/{k}", arrays)] for k, v in value.items()]
+        }
+    if isinstance(value, (list, tuple)):
+        return [_split_arrays(v, f"{path}/{i}", arrays) for i, v in enumerate(value)]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _join_arrays(value, archive):
+    """Inverse of :func:`_split_arrays`."""
+    if isinstance(value, dict):
+        if set(value) == {"__array__"}:
+            return archive[value["__array__"]]
+        if set(value) == {"__items__"}:
+            return {k: _join_arrays(v, archive) for k, v in value["__items__"]}
+        return {k: _join_arrays(v, archive) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_join_arrays(v, archive) for v in value]
+    return value
+
+
+def atomic_write(path: str | os.PathLike, write) -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then rename it over."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: Module,
+    training_state: dict | None = None,
+    config: dict | None = None,
+) -> Path:
+    """Write model config, weights and training state to ``path`` (.npz) atomically."""
+    config = dict(getattr(model, "config", {}) if config is None else config)
+    arrays = {MODEL_PREFIX + k: v for k, v in model.state_dict().items()}
+    state = _split_arrays(training_state or {}, "", arrays)
+    meta = {"format_version": FORMAT_VERSION, "config": config, "training_state": state}
+    arrays[META_KEY] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    return atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read a file written by :func:`save_checkpoint` (no pickle is ever loaded)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+    except (OSError, ValueError, EOFError) as error:
+        raise CheckpointError(f"checkpoint {path} is not a readable .npz file ({error})") from None
+    if META_KEY not in arrays:
+        raise CheckpointError(f"checkpoint {path} has no {META_KEY} entry; not a cnnkit checkpoint")
+    try:
+        meta = json.loads(arrays.pop(META_KEY).tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"checkpoint {path} has corrupt metadata ({error})") from None
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format version {meta.get('format_version')!r}, "
+            f"expected {FORMAT_VERSION}"
+        )
+    model_state = {
+        k[len(MODEL_PREFIX) :]: v for k, v in arrays.items() if k.startswith(MODEL_PREFIX)
+    }
+    return Checkpoint(meta["config"], model_state, _join_arrays(meta["training_state"], arrays))
+
+
+def load_model_state(model: Module, checkpoint: Checkpoint, source: str = "checkpoint") -> None:
+    """Load the checkpoint's weights into ``model``, failing clearly on another architecture."""
+    expected = getattr(model, "config", {}).get("name")
+    found = checkpoint.config.get("name")
+    if expected and found and expected != found:
+        raise CheckpointError(f"{source} holds model {found!r}, but the model is {expected!r}")
+    try:
+        model.load_state_dict(checkpoint.model_state)
+    except ValueError as error:
+        raise CheckpointError(f"{source} does not fit the model: {error}") from None
+
+
+def save(model: Module, path: str | os.PathLike) -> Path:
+    """Save a zoo model's config and weights (no training state) to ``path`` atomically."""
+    return save_checkpoint(path, model)
+
+
+def load(path: str | os.PathLike) -> Module:
+    """Rebuild a zoo model from a checkpoint's config and load its weights."""
+    checkpoint = load_checkpoint(path)
+    if "name" not in checkpoint.config:
+        raise CheckpointError(f"checkpoint {path} has no model config to rebuild the model from")
+    model = models.get(**checkpoint.config)
+    load_model_state(model, checkpoint, source=f"checkpoint {path}")
+    return model

@@ -1,0 +1,266 @@
+"""A complete training run from plain settings: data, model, optimizer, schedule, fit, test, files.
+
+This is what `cnnkit train` runs; it is equally usable from Python::
+
+    metrics = cnnkit.recipe.run(TrainSettings(model="lenet5", dataset="mnist", data_dir="data"))
+
+A run directory receives ``checkpoint.npz`` (after every epoch, atomically) and ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cnnkit import models, optim
+from cnnkit.data import (
+    Compose,
+    DataLoader,
+    Dataset,
+    Normalize,
+    RandomCrop,
+    RandomHorizontalFlip,
+    RandomShift,
+    compute_mean_std,
+    load_dataset,
+    train_val_split,
+)
+from cnnkit.io import CheckpointError, atomic_write, load_checkpoint
+from cnnkit.train import EarlyStopping, Trainer, evaluate
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+SCHEDULES = ("none", "step", "cosine", "xception")
+AUGMENTATIONS = ("none", "shift", "crop-flip")
+CHECKPOINT_NAME = "checkpoint.npz"
+METRICS_NAME = "metrics.json"
+
+
+class RunError(ValueError):
+    """The settings of a run cannot work (bad combination, unusable output directory)."""
+
+
+@dataclass
+class TrainSettings:
+    """Everything `cnnkit train` takes; the defaults train a small CNN on the bundled digits."""
+
+    model: str = "small_cnn"
+    dataset: str = "digits"
+    data_dir: str | None = None
+    epochs: int = 15
+    batch_size: int = 32
+    optimizer: str = "adam"
+    lr: float = 2e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    warmup: int = 0
+    seed: int = 0
+    augment: str = "none"
+    val_split: float = 0.1
+    patience: int | None = None
+    grad_clip: float | None = None
+    label_smoothing: float = 0.0
+    out: str | None = None
+    resume: str | None = None
+    overwrite: bool = False
+    progress: bool = True
+    model_options: dict = field(default_factory=dict)
+
+
+def build_optimizer(settings: TrainSettings, parameters) -> optim.Optimizer:
+    """The optimizer named in the settings, with their learning rate and weight decay."""
+    name = settings.optimizer
+    if name == "sgd":
+        return optim.SGD(
+            parameters,
+            lr=settings.lr,
+            momentum=settings.momentum,
+            nesterov=settings.momentum > 0,
+            weight_decay=settings.weight_decay,
+        )
+    if name == "adam":
+        return optim.Adam(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
+    if name == "adamw":
+        return optim.AdamW(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
+    if name == "rmsprop":
+        return optim.RMSprop(
+            parameters,
+            lr=settings.lr,
+            momentum=settings.momentum,
+            weight_decay=settings.weight_decay,
+        )
+    raise RunError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")
+
+
+def build_scheduler(settings: TrainSettings, optimizer) -> optim.LRScheduler | None:
+    """Per-epoch schedule: cosine to 0, step (x0.1 at 1/2 and 3/4), or Xception's x0.94 per 2."""
+    decay_epochs = max(settings.epochs - settings.warmup, 1)
+    schedule = settings.schedule
+    if schedule == "none":
+        after = None
+    elif schedule == "cosine":
+        after = optim.CosineAnnealingLR(optimizer, T_max=decay_epochs)
+    elif schedule == "step":
+        milestones = sorted({max(decay_epochs // 2, 1), max(3 * decay_epochs // 4, 1)})
+        after = optim.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
+    elif schedule == "xception":
+        after = optim.StepLR(optimizer, step_size=2, gamma=0.94)
+    else:
+        raise RunError(f"unknown schedule {schedule!r}; expected one of {', '.join(SCHEDULES)}")
+    if settings.warmup:
+        return optim.LinearWarmup(optimizer, settings.warmup, start_factor=0.1, after=after)
+    return after
+
+
+def build_augmentation(name: str, image_shape: tuple[int, int, int]):
+    """Augmentation by name: small shifts (digits), or padded random crop + flip (photos)."""
+    if name == "none":
+        return None
+    if name == "shift":
+        return RandomShift(max(1, image_shape[1] // 14))
+    if name == "crop-flip":
+        return Compose(
+            [RandomCrop(image_shape[1:], padding=image_shape[1] // 8), RandomHorizontalFlip()]
+        )
+    raise RunError(f"unknown augmentation {name!r}; expected one of {', '.join(AUGMENTATIONS)}")
+
+
+def with_normalization(augmentation, mean, std):
+    """Augment (if any) then normalise with the training set's per-channel statistics."""
+    normalize = Normalize(mean, std)
+    return normalize if augmentation is None else Compose([augmentation, normalize])
+
+
+def prepare_output(settings: TrainSettings) -> Path:
+    """Create and check the run directory; refuse to overwrite an earlier run unless asked."""
+    if settings.out is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"{settings.model}-{settings.dataset.replace(':', '_')}-{stamp}"
+    else:
+        out = Path(settings.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".cnnkit-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise RunError(f"output directory {out} is not writable ({error.strerror})") from None
+    existing = out / CHECKPOINT_NAME
+    resuming_here = (
+        settings.resume is not None and Path(settings.resume).resolve() == existing.resolve()
+    )
+    if existing.exists() and not (settings.overwrite or resuming_here):
+        raise RunError(
+            f"output directory {out} already holds a run ({CHECKPOINT_NAME}); pass --resume "
+            f"{existing}, --overwrite, or another --out"
+        )
+    return out
+
+
+def data_metadata(train: Dataset, settings: TrainSettings, mean, std) -> dict:
+    """What evaluate and predict need to feed new images the way training did."""
+    return {
+        "dataset": settings.dataset,
+        "image_shape": list(train.image_shape),
+        "class_names": list(train.class_names),
+        "mean": [float(m) for m in np.atleast_1d(mean)],
+        "std": [float(s) for s in np.atleast_1d(std)],
+    }
+
+
+def write_json(path: Path, payload: dict) -> None:
+    """Write ``payload`` as indented JSON atomically."""
+    atomic_write(path, lambda f: f.write(json.dumps(payload, indent=2).encode()))
+
+
+def run(settings: TrainSettings) -> dict:
+    """Train, evaluate on the test split, write metrics.json and the checkpoint; return metrics."""
+    started = time.perf_counter()
+    out = prepare_output(settings)
+    splits = load_dataset(settings.dataset, settings.data_dir)
+    train_set, test_set = splits.train, splits.test
+    train_idx, val_idx = train_val_split(
+        len(train_set), settings.val_split, seed=settings.seed, labels=train_set.labels
+    )
+    mean, std = compute_mean_std(train_set.images[train_idx])
+    std = np.maximum(std, 1e-6)
+    augmentation = build_augmentation(settings.augment, train_set.image_shape)
+    train_loader = DataLoader(
+        train_set.images,
+        train_set.labels,
+        settings.batch_size,
+        shuffle=True,
+        seed=settings.seed,
+        transform=with_normalization(augmentation, mean, std),
+        indices=train_idx,
+    )
+    evaluation = with_normalization(None, mean, std)
+    val_loader = None
+    if len(val_idx):
+        val_loader = DataLoader(
+            train_set.images, train_set.labels, 256, transform=evaluation, indices=val_idx, seed=0
+        )
+    test_loader = DataLoader(test_set.images, test_set.labels, 256, transform=evaluation, seed=0)
+
+    options = dict(settings.model_options)
+    if models.takes_option(settings.model, "input_size"):
+        options.setdefault("input_size", list(train_set.image_shape[1:]))
+    model = models.get(
+        settings.model,
+        num_classes=train_set.num_classes,
+        in_channels=train_set.image_shape[0],
+        seed=settings.seed,
+        **options,
+    )
+    optimizer = build_optimizer(settings, model.parameters())
+    scheduler = build_scheduler(settings, optimizer)
+    callbacks = [] if settings.patience is None else [EarlyStopping("val_loss", settings.patience)]
+    trainer = Trainer(
+        model,
+        optimizer,
+        scheduler=scheduler,
+        callbacks=callbacks,
+        grad_clip=settings.grad_clip,
+        checkpoint_path=out / CHECKPOINT_NAME,
+        progress=settings.progress,
+        metadata={
+            "data": data_metadata(train_set, settings, mean, std),
+            "settings": asdict(settings),
+        },
+    )
+    if settings.resume is not None:
+        checkpoint = load_checkpoint(settings.resume)
+        if checkpoint.training_state.get("metadata", {}).get("data", {}).get("dataset") not in (
+            None,
+            settings.dataset,
+        ):
+            raise CheckpointError(
+                f"checkpoint {settings.resume} was trained on "
+                f"{checkpoint.training_state['metadata']['data']['dataset']!r}, "
+                f"not {settings.dataset!r}"
+            )
+        trainer.resume(settings.resume, train_loader)
+    trainer.fit(train_loader, settings.epochs, val_loader)
+    test = evaluate(model, test_loader, num_classes=train_set.num_classes)
+    metrics = {
+        "model": settings.model,
+        "dataset": settings.dataset,
+        "epochs": trainer.epoch,
+        "test_accuracy": test["accuracy"],
+        "test_top5_accuracy": test["top5_accuracy"],
+        "test_loss": test["loss"],
+        "confusion_matrix": test["confusion_matrix"].tolist(),
+        "class_names": list(train_set.class_names),
+        "history": trainer.history,
+        "elapsed_seconds": time.perf_counter() - started,
+        "parameters": model.num_parameters(),
+        "settings": asdict(settings),
+        "checkpoint": str(out / CHECKPOINT_NAME),
+    }
+    write_json(out / METRICS_NAME, metrics)
+    metrics["out"] = str(out)
+    return metrics

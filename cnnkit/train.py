@@ -1,0 +1,277 @@
+"""Training and evaluation: the fit loop, metrics, callbacks, checkpoints and progress bars.
+
+One step is the textbook loop: logits = model(x); L = loss(logits, y); model.backward(dL/dlogits);
+optimizer.step(). A non-finite loss stops training before the weights change, and the last good
+checkpoint (written atomically at the end of each epoch) stays intact.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from cnnkit.io import load_checkpoint, load_model_state, save_checkpoint
+from cnnkit.metrics import confusion_matrix, top_k_correct
+from cnnkit.nn.loss import CrossEntropyLoss
+from cnnkit.nn.module import Module, Parameter
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; training stopped before applying the bad step."""
+
+
+def clip_grad_norm(parameters: Sequence[Parameter], max_norm: float) -> float:
+    """Scale all gradients by max_norm / (||g||_2 + 1e-6) when the global norm exceeds max_norm."""
+    total = math.sqrt(sum(float(np.sum(p.grad.astype(np.float64) ** 2)) for p in parameters))
+    scale = max_norm / (total + 1e-6)
+    if scale < 1:
+        for p in parameters:
+            p.grad *= p.grad.dtype.type(scale)
+    return total
+
+
+def module_generators(model: Module) -> dict[str, np.random.Generator]:
+    """The random generators held by modules (e.g. Dropout), by dotted module name."""
+    return {
+        name: module.rng
+        for name, module in model.named_modules()
+        if isinstance(getattr(module, "rng", None), np.random.Generator)
+    }
+
+
+def evaluate(
+    model: Module,
+    loader: Iterable,
+    loss_fn=None,
+    num_classes: int | None = None,
+    progress: bool = False,
+) -> dict:
+    """Loss, top-1 and top-5 accuracy (and the confusion matrix if num_classes is given)."""
+    loss_fn = CrossEntropyLoss() if loss_fn is None else loss_fn
+    was_training = model.training
+    model.eval()
+    total_loss, seen, top1, top5 = 0.0, 0, 0, 0
+    confusion = None if num_classes is None else np.zeros((num_classes, num_classes), np.int64)
+    for x, y in tqdm(loader, desc="evaluate", disable=not progress, leave=False, unit="batch"):
+        logits = model(x)
+        total_loss += loss_fn(logits, y) * len(y)
+        seen += len(y)
+        top1 += top_k_correct(logits, y, 1)
+        top5 += top_k_correct(logits, y, 5)
+        if confusion is not None:
+            confusion += confusion_matrix(y, logits.argmax(axis=1), num_classes)
+    model.train(was_training)
+    if seen == 0:
+        raise ValueError("evaluate got an empty loader")
+    result = {"loss": total_loss / seen, "accuracy": top1 / seen, "top5_accuracy": top5 / seen}
+    if confusion is not None:
+        result["confusion_matrix"] = confusion
+    return result
+
+
+def predict_proba(model: Module, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Softmax probabilities (N, K) for images (N, C, H, W), in eval mode, batch by batch."""
+    was_training = model.training
+    model.eval()
+    chunks = []
+    for start in range(0, len(images), batch_size):
+        logits = model(images[start : start + batch_size]).astype(np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        e = np.exp(logits)
+        chunks.append(e / e.sum(axis=1, keepdims=True))
+    model.train(was_training)
+    return np.concatenate(chunks)
+
+
+class Callback:
+    """Hooks called by :class:`Trainer`; set ``trainer.stop_training = True`` to stop."""
+
+    def on_epoch_end(self, trainer: Trainer, logs: dict) -> None:
+        """Called after each epoch with that epoch's metrics."""
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs (Keras)."""
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0):
+        if patience < 1:
+            raise ValueError(f"EarlyStopping patience must be >= 1, got {patience!r}")
+        self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
+        self.sign = -1.0 if "loss" in monitor else 1.0
+        self.best = -math.inf
+        self.wait = 0
+
+    def on_epoch_end(self, trainer: Trainer, logs: dict) -> None:
+        if self.monitor not in logs:
+            raise ValueError(
+                f"EarlyStopping monitors {self.monitor!r}, which is not among the epoch metrics "
+                f"{sorted(logs)}"
+            )
+        score = self.sign * logs[self.monitor]
+        if score > self.best + self.min_delta:
+            self.best, self.wait = score, 0
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            trainer.stop_training = True
+
+
+class Trainer:
+    """Keras-style fit loop over a model, an optimizer and a loss, with resumable checkpoints.
+
+    ``checkpoint_path`` (a .npz file) receives the model, the optimizer, the scheduler, the
+    data order and every random generator after each epoch, so that :meth:`resume` continues
+    exactly as if training had not stopped. ``metadata`` (JSON-ready) is stored alongside, e.g.
+    the preprocessing that evaluation and prediction must repeat.
+    """
+
+    def __init__(
+        self,
+        model: Module,
+        optimizer,
+        loss_fn=None,
+        scheduler=None,
+        callbacks: Sequence[Callback] = (),
+        grad_clip: float | None = None,
+        checkpoint_path: str | Path | None = None,
+        progress: bool = True,
+        metadata: dict | None = None,
+    ):
+        if grad_clip is not None and grad_clip <= 0:
+            raise ValueError(f"grad_clip must be positive, got {grad_clip!r}")
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.loss_fn = CrossEntropyLoss() if loss_fn is None else loss_fn
+        self.callbacks = list(callbacks)
+        self.grad_clip = grad_clip
+        self.checkpoint_path = None if checkpoint_path is None else Path(checkpoint_path)
+        self.progress = progress
+        self.metadata = dict(metadata or {})
+        self.history: list[dict] = []
+        self.epoch = 0
+        self.stop_training = False
+
+    def train_step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+        """One forward, backward and update; returns the loss and the logits."""
+        logits = self.model(x)
+        loss = self.loss_fn(logits, y)
+        if not math.isfinite(loss):
+            return loss, logits
+        self.model.zero_grad()
+        self.model.backward(self.loss_fn.backward())
+        if self.grad_clip is not None:
+            clip_grad_norm(self.optimizer_parameters(), self.grad_clip)
+        self.optimizer.step()
+        return loss, logits
+
+    def optimizer_parameters(self) -> list[Parameter]:
+        """Every parameter the optimizer updates."""
+        return [p for group in self.optimizer.param_groups for p in group["params"]]
+
+    def _diverged(self, loss: float, step: int) -> TrainingDiverged:
+        kept = (
+            f"the last good checkpoint {self.checkpoint_path} is kept"
+            if self.checkpoint_path is not None and self.checkpoint_path.exists()
+            else "no checkpoint was written"
+        )
+        return TrainingDiverged(
+            f"loss became {loss} at epoch {self.epoch + 1}, step {step}; training stopped before "
+            f"the update ({kept}); try a lower learning rate or gradient clipping"
+        )
+
+    def fit(self, train_loader, epochs: int, val_loader=None) -> list[dict]:
+        """Train until ``epochs`` epochs are done in total (counting resumed ones)."""
+        self.stop_training = False
+        while self.epoch < epochs and not self.stop_training:
+            logs = self._train_epoch(train_loader, epochs)
+            if val_loader is not None:
+                val = evaluate(self.model, val_loader, self.loss_fn)
+                logs.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
+            if self.scheduler is not None:
+                self.scheduler.step()
+            self.history.append(logs)
+            self.epoch += 1
+            if self.checkpoint_path is not None:
+                self.save(self.checkpoint_path, train_loader)
+            for callback in self.callbacks:
+                callback.on_epoch_end(self, logs)
+        return self.history
+
+    def _train_epoch(self, loader, epochs: int) -> dict:
+        self.model.train()
+        lr = self.optimizer.param_groups[0]["lr"]
+        start = time.perf_counter()
+        total_loss, seen, correct = 0.0, 0, 0
+        bar = tqdm(
+            total=len(loader),
+            desc=f"epoch {self.epoch + 1}/{epochs}",
+            disable=not self.progress,
+            unit="batch",
+            dynamic_ncols=True,
+        )
+        with bar:
+            for step, (x, y) in enumerate(loader, start=1):
+                loss, logits = self.train_step(x, y)
+                if not math.isfinite(loss):
+                    raise self._diverged(loss, step)
+                total_loss += loss * len(y)
+                seen += len(y)
+                correct += top_k_correct(logits, y, 1)
+                elapsed = time.perf_counter() - start
+                bar.set_postfix(
+                    loss=f"{total_loss / seen:.4f}",
+                    acc=f"{correct / seen:.4f}",
+                    img_s=f"{seen / max(elapsed, 1e-9):.0f}",
+                )
+                bar.update()
+        elapsed = time.perf_counter() - start
+        return {
+            "epoch": self.epoch + 1,
+            "loss": total_loss / max(seen, 1),
+            "accuracy": correct / max(seen, 1),
+            "lr": lr,
+            "seconds": elapsed,
+            "images_per_second": seen / max(elapsed, 1e-9),
+        }
+
+    def state(self, train_loader=None) -> dict:
+        """Everything besides the weights needed to continue training exactly."""
+        state = {
+            "epoch": self.epoch,
+            "history": self.history,
+            "metadata": self.metadata,
+            "optimizer": self.optimizer.state_dict(),
+            "generators": {
+                name: rng.bit_generator.state for name, rng in module_generators(self.model).items()
+            },
+        }
+        if self.scheduler is not None:
+            state["scheduler"] = self.scheduler.state_dict()
+        if train_loader is not None and hasattr(train_loader, "get_state"):
+            state["loader"] = train_loader.get_state()
+        return state
+
+    def save(self, path: str | Path, train_loader=None) -> Path:
+        """Write an atomic checkpoint of the model and the training state to ``path``."""
+        return save_checkpoint(path, self.model, self.state(train_loader))
+
+    def resume(self, path: str | Path, train_loader=None) -> None:
+        """Restore model, optimizer, scheduler, data order and generators from a checkpoint."""
+        checkpoint = load_checkpoint(path)
+        load_model_state(self.model, checkpoint, source=f"checkpoint {path}")
+        state = checkpoint.training_state
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and "scheduler" in state:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if train_loader is not None and "loader" in state:
+            train_loader.set_state(state["loader"])
+        generators = module_generators(self.model)
+        for name, rng_state in state.get("generators", {}).items():
+            if name in generators:
+                generators[name].bit_generator.state = rng_state
+        self.epoch = int(state["epoch"])
+        self.history = list(state["history"])

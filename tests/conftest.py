@@ -1,0 +1,27 @@
+"""Shared pytest fixtures for the cnnkit test suite."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def rng(request) -> np.random.Generator:
+    """A NumPy Generator seeded from the test's name, so every test draws its own fixed data."""
+    seed = sum(ord(c) * (i + 1) for i, c in enumerate(request.node.nodeid)) % 2**32
+    return np.random.default_rng(seed)
+
+
+@pytest.fixture(scope="module")
+def torch_single_thread():
+    """Run torch (the oracle) on one thread for a module, then restore its thread count.
+
+    The oracle's tensors are tiny: extra OpenMP threads only spin against NumPy and against the
+    other test processes, which made the torch comparisons several times slower on two cores.
+    """
+    torch = pytest.importorskip("torch")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
