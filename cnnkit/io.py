@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,7 +112,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}
-    except (OSError, ValueError, EOFError) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise CheckpointError(f"checkpoint {path} is not a readable .npz file ({error})") from None
     if META_KEY not in arrays:
         raise CheckpointError(f"checkpoint {path} has no {META_KEY} entry; not a cnnkit checkpoint")

@@ -35,15 +35,6 @@ def clip_grad_norm(parameters: Sequence[Parameter], max_norm: float) -> float:
     return total
 
 
-def module_generators(model: Module) -> dict[str, np.random.Generator]:
-    """The random generators held by modules (e.g. Dropout), by dotted module name."""
-    return {
-        name: module.rng
-        for name, module in model.named_modules()
-        if isinstance(getattr(module, "rng", None), np.random.Generator)
-    }
-
-
 def evaluate(
     model: Module,
     loader: Iterable,
@@ -246,7 +237,7 @@ class Trainer:
             "metadata": self.metadata,
             "optimizer": self.optimizer.state_dict(),
             "generators": {
-                name: rng.bit_generator.state for name, rng in module_generators(self.model).items()
+                name: rng.bit_generator.state for name, rng in self.model.named_generators()
             },
         }
         if self.scheduler is not None:
@@ -269,7 +260,7 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
         if train_loader is not None and "loader" in state:
             train_loader.set_state(state["loader"])
-        generators = module_generators(self.model)
+        generators = dict(self.model.named_generators())
         for name, rng_state in state.get("generators", {}).items():
             if name in generators:
                 generators[name].bit_generator.state = rng_state

@@ -128,6 +128,13 @@ class Module:
         """Yield (dotted name, array) for every buffer."""
         yield from self._named_members("_buffers")
 
+    def named_generators(self) -> Iterator[tuple[str, np.random.Generator]]:
+        """Yield (dotted name, Generator) of every module with its own random numbers (Dropout)."""
+        for name, module in self.named_modules():
+            rng = module.__dict__.get("rng")
+            if isinstance(rng, np.random.Generator):
+                yield name, rng
+
     def num_parameters(self) -> int:
         """Total number of trainable scalars."""
         return sum(p.size for p in self.parameters())
