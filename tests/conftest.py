@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
+
+# `pytest -n 2` runs two workers on two cores: one BLAS thread each avoids oversubscription,
+# under which OpenBLAS's spinning threads make small GEMMs many times slower.
+threadpool_limits(1)
 
 
 @pytest.fixture
