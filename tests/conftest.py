@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
@@ -30,3 +33,22 @@ def torch_single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def real_data_dir():
+    """Return a function giving the folder holding data set ``kind`` ($CNNKIT_DATA, else
+    ../shared/data next to the checkout); it skips the test, naming the folder, when absent."""
+
+    def find(kind: str) -> Path:
+        env = os.environ.get("CNNKIT_DATA")
+        candidates = ([Path(env)] if env else []) + [REPO_ROOT.parent / "shared" / "data"]
+        for root in candidates:
+            if (root / kind).is_dir():
+                return root
+        pytest.skip(f"no {kind} data: neither $CNNKIT_DATA nor {candidates[-1]} holds {kind}/")
+
+    return find

@@ -103,13 +103,6 @@ def write_cifar(folder: Path, n_per_batch=4, seed=0):
     return out
 
 
-def shared_data_dir() -> Path | None:
-    env = os.environ.get("CNNKIT_DATA")
-    candidates = [Path(env)] if env else []
-    candidates.append(REPO_ROOT.parent / "shared" / "data")
-    return next((c for c in candidates if c.is_dir()), None)
-
-
 # ---------------------------------------------------------------- IDX / MNIST
 
 
@@ -241,10 +234,8 @@ def test_verify_md5sums(tmp_path):
         verify_md5sums(tmp_path)
 
 
-def test_real_mnist_small():
-    root = shared_data_dir()
-    if root is None or not (root / "mnist-small").is_dir():
-        pytest.skip(f"no mnist-small data: neither $CNNKIT_DATA nor {REPO_ROOT.parent}/shared/data")
+def test_real_mnist_small(real_data_dir):
+    root = real_data_dir("mnist-small")
     train, test = load_dataset("mnist-small", root)
     assert train.images.shape == (8000, 28, 28, 1) and test.images.shape == (2000, 28, 28, 1)
     assert set(np.unique(train.labels)) == set(range(10)) == set(np.unique(test.labels))
@@ -254,10 +245,8 @@ def test_real_mnist_small():
 
 
 @pytest.mark.parametrize("kind", ["mnist", "fashion-mnist"])
-def test_real_published_files_pass_md5(kind):
-    root = shared_data_dir()
-    if root is None or not (root / kind).is_dir():
-        pytest.skip(f"no {kind} data: neither $CNNKIT_DATA nor {REPO_ROOT.parent}/shared/data")
+def test_real_published_files_pass_md5(kind, real_data_dir):
+    root = real_data_dir(kind)
     train, test = load_mnist(root, kind=kind)
     assert len(train) == 60000 and len(test) == 10000
     other = "fashion-mnist" if kind == "mnist" else "mnist"

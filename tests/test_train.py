@@ -177,3 +177,15 @@ def test_default_recipe_reaches_97_percent_on_digits(tmp_path):
     assert metrics["test_accuracy"] >= 0.97
     assert (tmp_path / "run" / "metrics.json").exists()
     assert (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+def test_lenet5_reaches_97_5_percent_on_mnist_small(tmp_path, real_data_dir):
+    settings = TrainSettings(
+        model="lenet5",
+        dataset="mnist-small",
+        data_dir=str(real_data_dir("mnist-small")),
+        epochs=10,
+        out=str(tmp_path / "run"),
+        progress=False,
+    )
+    assert run(settings)["test_accuracy"] >= 0.975
