@@ -78,11 +78,15 @@ def max_pool2d(
     xp = pad_hw(x, geometry.padding, value=-np.inf)
     out = np.full(x.shape[:2] + geometry.out_hw, -np.inf, dtype=x.dtype)
     argmax = np.broadcast_to(_first_inside_tap(geometry), out.shape).copy()
+    has_nan = bool(np.isnan(x).any())
+    better = np.empty(out.shape, dtype=bool)
     for u, v, rows, columns in geometry.taps():
         window = xp[:, :, rows, columns]
-        better = (window > out) | np.isnan(window)
-        np.copyto(out, window, where=better)
-        argmax[better] = u * geometry.kernel[1] + v
+        np.greater(window, out, out=better)
+        if has_nan:
+            better |= np.isnan(window)
+        np.maximum(out, window, out=out)  # NaN wins, as in PyTorch
+        np.copyto(argmax, u * geometry.kernel[1] + v, where=better)
     return out, MaxPool2dCache(argmax, xp.shape, geometry)
 
 
@@ -98,9 +102,10 @@ def max_pool2d_backward(dout: np.ndarray, cache: MaxPool2dCache) -> np.ndarray:
     """dL/dx: each output's gradient goes to the one input that was its maximum."""
     geometry = cache.geometry
     dxp = np.zeros(cache.padded_shape, dtype=dout.dtype)
+    routed = np.empty_like(dout)
     for u, v, rows, columns in geometry.taps():
-        tap = u * geometry.kernel[1] + v
-        dxp[:, :, rows, columns] += np.where(cache.argmax == tap, dout, 0)
+        np.multiply(dout, cache.argmax == u * geometry.kernel[1] + v, out=routed)
+        dxp[:, :, rows, columns] += routed
     return unpad_hw(dxp, geometry.padding)
 
 
