@@ -80,8 +80,12 @@ def takes_option(name: str, option: str) -> bool:
     return option in inspect.signature(_BUILDERS[name]).parameters
 
 
-def get(name: str, num_classes: int = 10, in_channels: int = 1, **kwargs) -> Module:
-    """Build the registered model ``name`` (e.g. get("resnet20", num_classes=10, in_channels=3))."""
+def get(name: str, **kwargs) -> Module:
+    """Build the registered model ``name`` (e.g. get("resnet20", num_classes=10, in_channels=3)).
+
+    Options left out take the builder's own defaults: 10 classes and 1 channel for the small
+    models, 1000 classes and 3 channels for the ImageNet-sized Xception.
+    """
     if name not in _BUILDERS:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
-    return _BUILDERS[name](num_classes=num_classes, in_channels=in_channels, **kwargs)
+    return _BUILDERS[name](**kwargs)
