@@ -1,4 +1,4 @@
-"""The `cnnkit` command: train, evaluate, predict, summary, gradcheck, models, datasets.
+"""The `cnnkit` command: train, evaluate, predict, summary, gradcheck, models, datasets, plot.
 
 Every user error (unknown name, missing or corrupt file, unusable directory, bad image) ends with
 one line on stderr and exit status 2, without a traceback and without touching existing files.
@@ -7,6 +7,7 @@ one line on stderr and exit status 2, without a traceback and without touching e
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -15,12 +16,20 @@ import numpy as np
 from cnnkit import __version__, models
 from cnnkit.data import DataLoader, DatasetError, describe_datasets, load_dataset
 from cnnkit.gradcheck import gradcheck
-from cnnkit.io import Checkpoint, CheckpointError, load_checkpoint, load_model_state
+from cnnkit.imagenet import NUM_CLASSES, ImageError, class_names, preprocess
+from cnnkit.io import (
+    Checkpoint,
+    CheckpointError,
+    load_checkpoint,
+    load_model_state,
+    load_pretrained,
+)
 from cnnkit.recipe import AUGMENTATIONS, OPTIMIZERS, SCHEDULES, RunError, TrainSettings, run
 from cnnkit.train import TrainingDiverged, evaluate, predict_proba
+from cnnkit.weights import LAYOUTS, WeightsError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
-USER_ERRORS = (RunError, DatasetError, CheckpointError, TrainingDiverged)
+USER_ERRORS = (RunError, DatasetError, CheckpointError, TrainingDiverged, WeightsError, ImageError)
 
 
 class UsageError(ValueError):
@@ -52,6 +61,18 @@ def _positive(kind):
         return value
 
     return parse
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(
+            f'expected a JSON object such as {{"width": 0.5}}, got {text!r}'
+        )
+    return value
 
 
 def _model_name(text: str) -> str:
@@ -185,6 +206,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="allow replacing an earlier run in --out"
     )
     train.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    train.add_argument(
+        "--plots",
+        action="store_true",
+        help="at the end, write curves.png, confusion.png and filters.png into OUT (needs the "
+        "viz extra)",
+    )
+    train.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="log scalars, weight/gradient histograms and filters to OUT/tensorboard with "
+        "tensorboardX (needs the tensorboard extra)",
+    )
 
     evaluate_cmd = commands.add_parser(
         "evaluate",
@@ -202,15 +235,40 @@ def build_parser() -> argparse.ArgumentParser:
         "predict",
         help="classify image files",
         description="Classify images (files or folders of images) with a checkpoint; images are "
-        "converted to the model's channels and resized to its input size.",
+        "converted to the model's channels and resized to its input size. With --weights, an "
+        "ImageNet model from a .safetensors/.npz weights file (timm's or Keras' Xception, see "
+        "docs/weights.md): images are resized (shorter side) and centre-cropped to the input "
+        "size and scaled to [-1, 1] as in Keras' Xception.",
     )
-    predict.add_argument("--checkpoint", required=True, help="checkpoint.npz of a run")
+    source = predict.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="checkpoint.npz of a run")
+    source.add_argument("--weights", metavar="FILE", help="ImageNet weights (.safetensors/.npz)")
     predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
     predict.add_argument(
         "--top-k",
         type=_positive(int),
-        default=1,
-        help="how many classes to show per image (default 1)",
+        help="how many classes to show per image (default 1; 5 with --weights)",
+    )
+    predict.add_argument(
+        "--model", type=_model_name, help="with --weights: zoo model (default xception)"
+    )
+    predict.add_argument(
+        "--layout",
+        choices=("auto", *LAYOUTS),
+        default="auto",
+        help="with --weights: the file's names (default auto: guessed from them)",
+    )
+    predict.add_argument(
+        "--flavor",
+        choices=("keras", "timm"),
+        help="with --weights: Xception preset (default: the layout's framework)",
+    )
+    predict.add_argument(
+        "--model-options",
+        type=_json_object,
+        default={},
+        metavar="JSON",
+        help='with --weights: more model options, e.g. \'{"width": 0.5, "input_size": 224}\'',
     )
 
     summary = commands.add_parser(
@@ -260,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="list the data sets",
         description="List the data set names `train --dataset` accepts.",
     )
+    from cnnkit.cli_plot import add_plot_parser  # imports this module, so not at the top
+
+    add_plot_parser(commands, OneLineParser)
     return parser
 
 
@@ -286,6 +347,8 @@ def command_train(args) -> int:
         resume=args.resume,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        plots=args.plots,
+        tensorboard=args.tensorboard,
     )
     metrics = run(settings)
     print(
@@ -293,6 +356,8 @@ def command_train(args) -> int:
         f"top-5 {metrics['test_top5_accuracy']:.4f}) after {metrics['epochs']} epochs in "
         f"{metrics['elapsed_seconds']:.1f} s; run saved in {metrics['out']}"
     )
+    for path in metrics.get("plots", []):
+        print(f"wrote {path}")
     return 0
 
 
@@ -380,17 +445,41 @@ def read_image(path: Path, shape: list[int]) -> np.ndarray:
 
 
 def command_predict(args) -> int:
+    if args.weights is not None:
+        return predict_with_weights(args)
+    if args.model or args.flavor or args.model_options or args.layout != "auto":
+        raise UsageError("--model, --layout, --flavor and --model-options go with --weights")
     model, _, data = restore_model(args.checkpoint)
     files = image_files(args.images)
     images = np.stack([read_image(path, data["image_shape"]) for path in files])
     probabilities = predict_proba(model, normalize(images, data))
-    names = data["class_names"]
-    k = min(args.top_k, len(names))
+    print_ranked(files, probabilities, data["class_names"], args.top_k or 1)
+    return 0
+
+
+def predict_with_weights(args) -> int:
+    """`predict --weights`: ImageNet classes (top 5) from another framework's weights."""
+    options = dict(args.model_options)
+    if args.flavor:
+        options["flavor"] = args.flavor
+    model, _ = load_pretrained(args.model or "xception", args.weights, args.layout, **options)
+    files = image_files(args.images)
+    channels, height, width = model.default_input_shape
+    images = np.stack([preprocess(path, (height, width), channels) for path in files])
+    probabilities = predict_proba(model, images)
+    count = probabilities.shape[1]
+    names = class_names() if count == NUM_CLASSES else [f"class {i}" for i in range(count)]
+    print_ranked(files, probabilities, names, args.top_k or 5)
+    return 0
+
+
+def print_ranked(files, probabilities, names, top_k: int) -> None:
+    """One line per image: its ``top_k`` classes with their probabilities."""
+    k = min(top_k, len(names))
     for path, row in zip(files, probabilities, strict=True):
         best = np.argsort(-row, kind="stable")[:k]
         ranked = ", ".join(f"{names[i]} {row[i]:.3f}" for i in best)
         print(f"{path}: {ranked}")
-    return 0
 
 
 def command_summary(args) -> int:
@@ -428,6 +517,12 @@ def command_datasets(args) -> int:
     return 0
 
 
+def command_plot(args) -> int:
+    from cnnkit.cli_plot import command_plot as plot  # see cnnkit/cli_plot.py
+
+    return plot(args)
+
+
 COMMANDS = {
     "train": command_train,
     "evaluate": command_evaluate,
@@ -436,6 +531,7 @@ COMMANDS = {
     "gradcheck": command_gradcheck,
     "models": command_models,
     "datasets": command_datasets,
+    "plot": command_plot,
 }
 
 

@@ -5,6 +5,9 @@ state_dict, and any nested training state (optimizer, scheduler, RNG states, epo
 Nested state is split into JSON (numbers, strings, lists, dicts) and arrays (stored under
 "state/<path>" keys). Files are written atomically: a temporary file in the same directory,
 flushed to disk, then renamed over the target, so a crash never leaves a half-written checkpoint.
+
+:func:`load_weights` / :func:`save_weights` read and write bare weights (.safetensors or .npz)
+in cnnkit's, timm's or Keras' layout; the conversions live in :mod:`cnnkit.weights`.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +24,17 @@ import numpy as np
 
 from cnnkit import models
 from cnnkit.nn.module import Module
+from cnnkit.weights import (
+    LAYOUTS,
+    WeightsError,
+    convert_state,
+    detect_layout,
+    export_state,
+    flavor_mismatch,
+    read_arrays,
+    read_names,
+    to_bytes,
+)
 
 FORMAT_VERSION = 1
 META_KEY = "__meta__"
@@ -156,3 +171,80 @@ def load(path: str | os.PathLike) -> Module:
     model = models.get(**checkpoint.config)
     load_model_state(model, checkpoint, source=f"checkpoint {path}")
     return model
+
+
+def _is_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is a checkpoint written by :func:`save_checkpoint` (an .npz with meta)."""
+    return path.suffix.lower() == ".npz" and META_KEY in read_names(path)
+
+
+def load_weights(model: Module, path: str | os.PathLike, layout: str = "cnnkit") -> str:
+    """Load the weights in ``path`` (.safetensors or .npz) into ``model``; returns the layout.
+
+    ``layout`` names the file's convention: "cnnkit" (cnnkit's state_dict names, or a checkpoint
+    of :func:`save_checkpoint`), "timm" (timm's legacy_xception state_dict) or "keras"
+    (keras.applications.Xception's ``layer/variable`` names, channels-last kernels); "auto"
+    guesses it from the names (:func:`cnnkit.weights.detect_layout`). Every name and shape is
+    checked before anything is copied: a WeightsError names the first mismatch and the model is
+    left unchanged. Warns when an Xception's flavor would not reproduce the source framework's
+    numbers (build it with ``flavor="keras"`` or ``"timm"`` to match). docs/weights.md has the
+    name tables.
+    """
+    if layout not in (*LAYOUTS, "auto"):
+        raise WeightsError(
+            f"unknown weights layout {layout!r}; choose from {', '.join(LAYOUTS)} or auto"
+        )
+    path = Path(path)
+    if _is_checkpoint(path):
+        if layout not in ("cnnkit", "auto"):
+            raise WeightsError(f"{path} is a cnnkit checkpoint; load it with layout 'cnnkit'")
+        arrays, layout = load_checkpoint(path).model_state, "cnnkit"
+    else:
+        arrays = read_arrays(path)
+        if layout == "auto":
+            layout = detect_layout(arrays)
+    state = convert_state(model, arrays, layout, source=f"weights file {path}")
+    message = flavor_mismatch(model, layout)
+    if message:
+        warnings.warn(message, stacklevel=2)
+    model.load_state_dict(state, strict=False)  # every name and shape checked above
+    return layout
+
+
+def save_weights(model: Module, path: str | os.PathLike, layout: str = "cnnkit") -> Path:
+    """Write ``model``'s weights to ``path`` (.safetensors or .npz) in ``layout``, atomically.
+
+    The inverse of :func:`load_weights`: "timm" and "keras" files load into those frameworks'
+    Xception (a Keras file still needs its arrays assigned by name, see docs/weights.md).
+    """
+    data = to_bytes(export_state(model, layout), path)
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def load_pretrained(
+    name: str, path: str | os.PathLike, layout: str = "auto", **options
+) -> tuple[Module, str]:
+    """Build zoo model ``name`` for ImageNet and load the weights file ``path``: (model, layout).
+
+    ``num_classes`` defaults to 1000 and ``in_channels`` to 3; other ``options`` go to the
+    builder. With layout "auto" the file's names decide (a checkpoint is "cnnkit"). Unless
+    ``flavor`` is given, a model that takes one gets the flavor of the file's framework ("keras"
+    or "timm"), so that it reproduces that framework's outputs. Returns the model in eval mode.
+    """
+    if layout not in (*LAYOUTS, "auto"):
+        raise WeightsError(
+            f"unknown weights layout {layout!r}; choose from {', '.join(LAYOUTS)} or auto"
+        )
+    path = Path(path)
+    if layout == "auto":
+        layout = "cnnkit" if _is_checkpoint(path) else detect_layout(read_names(path))
+    options = {"num_classes": 1000, "in_channels": 3, **options}
+    if layout in ("keras", "timm") and "flavor" not in options:
+        if name in models.list() and models.takes_option(name, "flavor"):
+            options["flavor"] = layout
+    try:
+        model = models.get(name, **options)
+    except (TypeError, ValueError) as error:
+        raise WeightsError(f"cannot build model {name!r} with {options}: {error}") from None
+    load_weights(model, path, layout)
+    return model.eval(), layout

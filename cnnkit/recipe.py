@@ -4,7 +4,9 @@ This is what `cnnkit train` runs; it is equally usable from Python::
 
     metrics = cnnkit.recipe.run(TrainSettings(model="lenet5", dataset="mnist", data_dir="data"))
 
-A run directory receives ``checkpoint.npz`` (after every epoch, atomically) and ``metrics.json``.
+A run directory receives ``checkpoint.npz`` (after every epoch, atomically) and ``metrics.json``;
+with ``plots`` also curves.png, confusion.png and filters.png (cnnkit.viz), with ``tensorboard``
+a ``tensorboard/`` folder of tensorboardX event files (cnnkit.tensorboard).
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ class TrainSettings:
     overwrite: bool = False
     progress: bool = True
     model_options: dict = field(default_factory=dict)
+    plots: bool = False
+    tensorboard: bool = False
 
 
 def build_optimizer(settings: TrainSettings, parameters) -> optim.Optimizer:
@@ -177,9 +181,35 @@ def write_json(path: Path, payload: dict) -> None:
     atomic_write(path, lambda f: f.write(json.dumps(payload, indent=2).encode()))
 
 
+def check_extras(settings: TrainSettings) -> None:
+    """Fail before any work when --plots or --tensorboard lack their optional package."""
+    try:
+        if settings.plots:
+            from cnnkit.viz import require_matplotlib
+
+            require_matplotlib()
+        if settings.tensorboard:
+            from cnnkit.tensorboard import require_tensorboardx
+
+            require_tensorboardx()
+    except ImportError as error:
+        raise RunError(str(error)) from None
+
+
+def write_plots(out: Path, model) -> list[str]:
+    """--plots: curves.png, confusion.png and filters.png in the run directory."""
+    from cnnkit.viz import VizError, plot_run
+
+    try:
+        return [str(path) for path in plot_run(out, model)]
+    except VizError as error:
+        raise RunError(f"--plots: {error}") from None
+
+
 def run(settings: TrainSettings) -> dict:
     """Train, evaluate on the test split, write metrics.json and the checkpoint; return metrics."""
     started = time.perf_counter()
+    check_extras(settings)
     out = prepare_output(settings)
     splits = load_dataset(settings.dataset, settings.data_dir)
     train_set, test_set = splits.train, splits.test
@@ -219,6 +249,12 @@ def run(settings: TrainSettings) -> dict:
     optimizer = build_optimizer(settings, model.parameters())
     scheduler = build_scheduler(settings, optimizer)
     callbacks = [] if settings.patience is None else [EarlyStopping("val_loss", settings.patience)]
+    logger = None
+    if settings.tensorboard:
+        from cnnkit.tensorboard import TensorBoardLogger
+
+        logger = TensorBoardLogger(out / "tensorboard")
+        callbacks.append(logger)
     trainer = Trainer(
         model,
         optimizer,
@@ -244,7 +280,11 @@ def run(settings: TrainSettings) -> dict:
                 f"not {settings.dataset!r}"
             )
         trainer.resume(settings.resume, train_loader)
-    trainer.fit(train_loader, settings.epochs, val_loader)
+    try:
+        trainer.fit(train_loader, settings.epochs, val_loader)
+    finally:
+        if logger is not None:
+            logger.close()
     test = evaluate(model, test_loader, num_classes=train_set.num_classes)
     metrics = {
         "model": settings.model,
@@ -262,5 +302,7 @@ def run(settings: TrainSettings) -> dict:
         "checkpoint": str(out / CHECKPOINT_NAME),
     }
     write_json(out / METRICS_NAME, metrics)
+    if settings.plots:
+        metrics["plots"] = write_plots(out, model)
     metrics["out"] = str(out)
     return metrics
