@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from cnnkit import __version__, models
 from cnnkit.data import DataLoader, DatasetError, describe_datasets, load_dataset
@@ -207,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     train.add_argument(
+        "--threads",
+        type=_positive(int),
+        help="BLAS threads for NumPy (default: all cores); 1 is much faster when other jobs "
+        "share the CPUs",
+    )
+    train.add_argument(
         "--plots",
         action="store_true",
         help="at the end, write curves.png, confusion.png and filters.png into OUT (needs the "
@@ -325,6 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def command_train(args) -> int:
+    with threadpool_limits(args.threads):
+        return train_with_settings(args)
+
+
+def train_with_settings(args) -> int:
     settings = TrainSettings(
         model=args.model,
         dataset=args.dataset,

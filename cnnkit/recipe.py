@@ -32,6 +32,7 @@ from cnnkit.data import (
     train_val_split,
 )
 from cnnkit.io import CheckpointError, atomic_write, load_checkpoint
+from cnnkit.nn.loss import CrossEntropyLoss
 from cnnkit.train import EarlyStopping, Trainer, evaluate
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
@@ -258,6 +259,7 @@ def run(settings: TrainSettings) -> dict:
     trainer = Trainer(
         model,
         optimizer,
+        loss_fn=CrossEntropyLoss(label_smoothing=settings.label_smoothing),
         scheduler=scheduler,
         callbacks=callbacks,
         grad_clip=settings.grad_clip,

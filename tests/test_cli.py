@@ -232,3 +232,15 @@ def test_bad_option_value_is_one_line(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--epochs", "0"])
     assert_one_line_error(capsys, exit_info.value.code, "--epochs", "expected a positive number")
+
+
+def test_label_smoothing_and_threads_reach_the_training_loop(tmp_path):
+    out = tmp_path / "smooth"
+    argv = ["train", "--epochs", "1", "--label-smoothing", "0.5", "--threads", "1"]
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    # With eps = 0.5 over 10 classes the target puts 0.55 on the label and 0.05 elsewhere, so the
+    # loss can never fall below that distribution's entropy.
+    q = np.array([0.55] + [0.05] * 9)
+    assert metrics["history"][0]["loss"] >= -(q * np.log(q)).sum()
+    assert metrics["settings"]["label_smoothing"] == 0.5
