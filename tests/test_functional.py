@@ -188,6 +188,16 @@ def test_conv2d_batch_tiling_matches_torch(groups, cout, rng, monkeypatch):
     _compare_conv(x, w, b, dict(stride=2, padding=1, groups=groups), rng, np.float64)
 
 
+@pytest.mark.parametrize("block_bytes", [1, 2 * 5 * 9 * 8 * 8, 10**9])
+def test_depthwise_cache_blocks_match_torch(block_bytes, rng, monkeypatch):
+    """Blocks of one channel, of a few images, and of the whole batch give the same result."""
+    monkeypatch.setattr(conv_module, "CACHE_BLOCK_BYTES", block_bytes)
+    x = randn(rng, (3, 5, 9, 8))
+    w = randn(rng, (5, 1, 3, 3))
+    b = randn(rng, (5,))
+    _compare_conv(x, w, b, dict(stride=1, padding=1, groups=5), rng, np.float64)
+
+
 @pytest.mark.parametrize("groups", [1, 3])
 def test_conv2d_non_contiguous_input_matches_torch(groups, rng):
     base = randn(rng, (2, 3, 9, 14))
