@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import cnnkit.functional as F
+from cnnkit.functional import _args as args_module
 from cnnkit.functional import conv as conv_module
 from cnnkit.gradcheck import gradcheck
 
@@ -191,11 +192,25 @@ def test_conv2d_batch_tiling_matches_torch(groups, cout, rng, monkeypatch):
 @pytest.mark.parametrize("block_bytes", [1, 2 * 5 * 9 * 8 * 8, 10**9])
 def test_depthwise_cache_blocks_match_torch(block_bytes, rng, monkeypatch):
     """Blocks of one channel, of a few images, and of the whole batch give the same result."""
-    monkeypatch.setattr(conv_module, "CACHE_BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(args_module, "CACHE_BLOCK_BYTES", block_bytes)
     x = randn(rng, (3, 5, 9, 8))
     w = randn(rng, (5, 1, 3, 3))
     b = randn(rng, (5,))
     _compare_conv(x, w, b, dict(stride=1, padding=1, groups=5), rng, np.float64)
+
+
+@pytest.mark.parametrize("block_bytes", [1, 2 * 5 * 4 * 4 * 8, 10**9])
+def test_max_pool_cache_blocks_match_torch(block_bytes, rng, monkeypatch):
+    """Max-pool forward and backward are the same whatever the cache blocks."""
+    monkeypatch.setattr(args_module, "CACHE_BLOCK_BYTES", block_bytes)
+    x = randn(rng, (3, 5, 9, 8))
+    out, cache = F.max_pool2d(x, 3, 2, 1)
+    dout = randn(rng, out.shape)
+    tx = torch.tensor(x, requires_grad=True)
+    ty = torch.nn.functional.max_pool2d(tx, 3, 2, 1)
+    ty.backward(torch.tensor(dout))
+    np.testing.assert_array_equal(out, ty.detach().numpy())
+    np.testing.assert_allclose(F.max_pool2d_backward(dout, cache), tx.grad.numpy(), rtol=1e-12)
 
 
 @pytest.mark.parametrize("groups", [1, 3])

@@ -6,6 +6,8 @@ import numbers
 
 import numpy as np
 
+CACHE_BLOCK_BYTES = 512 * 2**10
+
 Pair = tuple[int, int]
 Padding2d = tuple[tuple[int, int], tuple[int, int]]
 
@@ -110,3 +112,21 @@ def unpad_hw(x: np.ndarray, padding: Padding2d) -> np.ndarray:
 def window_slice(offset: int, stride: int, count: int) -> slice:
     """Slice picking ``count`` positions from ``offset`` every ``stride`` (one kernel tap)."""
     return slice(offset, offset + stride * (count - 1) + 1, stride)
+
+
+def cache_blocks(n: int, c: int, plane_bytes: int):
+    """(image slice, channel slice) blocks of about ``CACHE_BLOCK_BYTES`` of output each.
+
+    Depthwise convolution and pooling make kH*kW passes over their data; on blocks that stay in
+    the CPU cache those passes are not bound by memory bandwidth.
+    """
+    per_image = c * plane_bytes
+    if per_image <= CACHE_BLOCK_BYTES:
+        images = CACHE_BLOCK_BYTES // per_image
+        for start in range(0, n, images):
+            yield slice(start, start + images), slice(None)
+        return
+    channels = max(1, CACHE_BLOCK_BYTES // plane_bytes)
+    for image in range(n):
+        for start in range(0, c, channels):
+            yield slice(image, image + 1), slice(start, start + channels)

@@ -21,6 +21,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from cnnkit.functional._args import (
     Padding2d,
+    cache_blocks,
     check_4d,
     check_float,
     check_same_dtype,
@@ -33,7 +34,6 @@ from cnnkit.functional._args import (
 )
 
 COLUMN_BUDGET_BYTES = 64 * 2**20
-CACHE_BLOCK_BYTES = 512 * 2**10
 
 
 @dataclass
@@ -234,28 +234,10 @@ def _grouped_backward(dout, xp, weight, groups, stride, dilation, out_hw):
     return dxp, dweight.reshape(weight.shape)
 
 
-def _cache_blocks(n: int, c: int, plane_bytes: int):
-    """(image slice, channel slice) blocks of about ``CACHE_BLOCK_BYTES`` of output each.
-
-    The depthwise loops make kH*kW passes over their data; on blocks that stay in the CPU cache
-    those passes are not bound by memory bandwidth.
-    """
-    per_image = c * plane_bytes
-    if per_image <= CACHE_BLOCK_BYTES:
-        images = CACHE_BLOCK_BYTES // per_image
-        for start in range(0, n, images):
-            yield slice(start, start + images), slice(None)
-        return
-    channels = max(1, CACHE_BLOCK_BYTES // plane_bytes)
-    for image in range(n):
-        for start in range(0, c, channels):
-            yield slice(image, image + 1), slice(start, start + channels)
-
-
 def _depthwise_forward(xp, weight, stride, dilation, out_hw) -> np.ndarray:
     n, c = xp.shape[:2]
     out = np.zeros((n, c, out_hw[0], out_hw[1]), dtype=xp.dtype)
-    for images, channels in _cache_blocks(n, c, out_hw[0] * out_hw[1] * xp.itemsize):
+    for images, channels in cache_blocks(n, c, out_hw[0] * out_hw[1] * xp.itemsize):
         block, source = out[images, channels], xp[images, channels]
         taps = weight[channels, 0]
         for u in range(weight.shape[2]):
@@ -270,7 +252,7 @@ def _depthwise_backward(dout, xp, weight, stride, dilation, out_hw):
     n, c = xp.shape[:2]
     dxp = np.zeros_like(xp)
     dweight = np.zeros_like(weight)
-    for images, channels in _cache_blocks(n, c, out_hw[0] * out_hw[1] * xp.itemsize):
+    for images, channels in cache_blocks(n, c, out_hw[0] * out_hw[1] * xp.itemsize):
         grad, source, dsource = dout[images, channels], xp[images, channels], dxp[images, channels]
         taps, dtaps = weight[channels, 0], dweight[channels, 0]
         for u in range(weight.shape[2]):

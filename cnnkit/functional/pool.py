@@ -15,6 +15,7 @@ import numpy as np
 
 from cnnkit.functional._args import (
     Padding2d,
+    cache_blocks,
     check_4d,
     output_size,
     pad_hw,
@@ -79,14 +80,17 @@ def max_pool2d(
     out = np.full(x.shape[:2] + geometry.out_hw, -np.inf, dtype=x.dtype)
     argmax = np.broadcast_to(_first_inside_tap(geometry), out.shape).copy()
     has_nan = bool(np.isnan(x).any())
-    better = np.empty(out.shape, dtype=bool)
-    for u, v, rows, columns in geometry.taps():
-        window = xp[:, :, rows, columns]
-        np.greater(window, out, out=better)
-        if has_nan:
-            better |= np.isnan(window)
-        np.maximum(out, window, out=out)  # NaN wins, as in PyTorch
-        np.copyto(argmax, u * geometry.kernel[1] + v, where=better)
+    plane_bytes = geometry.out_hw[0] * geometry.out_hw[1] * x.itemsize
+    for images, channels in cache_blocks(*x.shape[:2], plane_bytes):
+        best, winner, source = out[images, channels], argmax[images, channels], xp[images, channels]
+        better = np.empty(best.shape, dtype=bool)
+        for u, v, rows, columns in geometry.taps():
+            window = source[:, :, rows, columns]
+            np.greater(window, best, out=better)
+            if has_nan:
+                better |= np.isnan(window)
+            np.maximum(best, window, out=best)  # NaN wins, as in PyTorch
+            np.copyto(winner, u * geometry.kernel[1] + v, where=better)
     return out, MaxPool2dCache(argmax, xp.shape, geometry)
 
 
@@ -102,10 +106,12 @@ def max_pool2d_backward(dout: np.ndarray, cache: MaxPool2dCache) -> np.ndarray:
     """dL/dx: each output's gradient goes to the one input that was its maximum."""
     geometry = cache.geometry
     dxp = np.zeros(cache.padded_shape, dtype=dout.dtype)
-    routed = np.empty_like(dout)
-    for u, v, rows, columns in geometry.taps():
-        np.multiply(dout, cache.argmax == u * geometry.kernel[1] + v, out=routed)
-        dxp[:, :, rows, columns] += routed
+    plane_bytes = dout.shape[2] * dout.shape[3] * dout.itemsize
+    for images, channels in cache_blocks(*dout.shape[:2], plane_bytes):
+        grad, winner = dout[images, channels], cache.argmax[images, channels]
+        target = dxp[images, channels]
+        for u, v, rows, columns in geometry.taps():
+            target[:, :, rows, columns] += grad * (winner == u * geometry.kernel[1] + v)
     return unpad_hw(dxp, geometry.padding)
 
 
