@@ -104,19 +104,7 @@ class LeNet5(SequentialModel):
         )
 
 
-@register("lenet5")
-def lenet5(
-    num_classes: int = 10,
-    in_channels: int = 1,
-    input_size=28,
-    activation: str = "relu",
-    pooling: str = "max",
-    dtype=np.float32,
-    seed: int | None = 0,
-    rng: np.random.Generator | None = None,
-) -> LeNet5:
-    """LeNet-5 of LeCun et al. (1998), sized for ``input_size`` (28, 32 or 8 x 8 digits)."""
-    return LeNet5(num_classes, in_channels, input_size, activation, pooling, dtype, seed, rng)
+lenet5 = register("lenet5")(LeNet5)
 
 
 class SmallCNN(SequentialModel):
@@ -160,16 +148,4 @@ class SmallCNN(SequentialModel):
         self.fc = Linear(second, num_classes, dtype=layers.dtype, rng=layers.rng)
 
 
-@register("small_cnn")
-def small_cnn(
-    num_classes: int = 10,
-    in_channels: int = 1,
-    input_size=8,
-    widths=(32, 64),
-    dropout: float = 0.25,
-    dtype=np.float32,
-    seed: int | None = 0,
-    rng: np.random.Generator | None = None,
-) -> SmallCNN:
-    """Small CNN with batch norm (Ioffe & Szegedy 2015) for scikit-learn's 8 x 8 digits."""
-    return SmallCNN(num_classes, in_channels, input_size, widths, dropout, dtype, seed, rng)
+small_cnn = register("small_cnn")(SmallCNN)

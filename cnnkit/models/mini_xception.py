@@ -75,35 +75,4 @@ class MiniXception(SequentialModel):
         self.num_features = channels
 
 
-@register("mini_xception")
-def mini_xception(
-    num_classes: int = 10,
-    in_channels: int = 1,
-    input_size=28,
-    stem_channels: int = 32,
-    widths=(64, 128, 256),
-    middle_blocks: int = 1,
-    dropout: float = 0.2,
-    bn_eps: float = 1e-5,
-    bn_momentum: float = 0.1,
-    pool_padding="same",
-    dtype=np.float32,
-    seed: int | None = 0,
-    rng: np.random.Generator | None = None,
-) -> MiniXception:
-    """Small Xception (after Chollet 2017) for 28-32 px images: stem, 3 entry + 1 middle block."""
-    return MiniXception(
-        num_classes,
-        in_channels,
-        input_size,
-        stem_channels,
-        widths,
-        middle_blocks,
-        dropout,
-        bn_eps,
-        bn_momentum,
-        pool_padding,
-        dtype,
-        seed,
-        rng,
-    )
+mini_xception = register("mini_xception")(MiniXception)

@@ -70,16 +70,4 @@ class VGGSmall(SequentialModel):
         self.fc = Linear(channels, num_classes, dtype=layers.dtype, rng=layers.rng)
 
 
-@register("vgg_small")
-def vgg_small(
-    num_classes: int = 10,
-    in_channels: int = 1,
-    input_size=28,
-    widths=(32, 64, 128),
-    dropout: float = 0.5,
-    dtype=np.float32,
-    seed: int | None = 0,
-    rng: np.random.Generator | None = None,
-) -> VGGSmall:
-    """Small VGG-style CNN after Simonyan & Zisserman (2015), with BN and global average pooling."""
-    return VGGSmall(num_classes, in_channels, input_size, widths, dropout, dtype, seed, rng)
+vgg_small = register("vgg_small")(VGGSmall)

@@ -314,42 +314,7 @@ class Xception(SequentialModel):
         return f"flavor={self.flavor!r}, width={self.width}, middle_blocks={self.middle_blocks}"
 
 
-@register("xception")
-def xception(
-    num_classes: int = 1000,
-    in_channels: int = 3,
-    input_size=299,
-    include_top: bool = True,
-    pooling: str | None = "avg",
-    dropout: float = 0.0,
-    flavor: str = "keras",
-    bn_eps: float | None = None,
-    bn_momentum: float | None = None,
-    pool_padding=None,
-    width: float = 1.0,
-    middle_blocks: int = 8,
-    dtype=np.float32,
-    seed: int | None = 0,
-    rng: np.random.Generator | None = None,
-) -> Xception:
-    """Xception of Chollet (2017), Figure 5 (22,855,952 trainable parameters at 1000 classes)."""
-    return Xception(
-        num_classes,
-        in_channels,
-        input_size,
-        include_top,
-        pooling,
-        dropout,
-        flavor,
-        bn_eps,
-        bn_momentum,
-        pool_padding,
-        width,
-        middle_blocks,
-        dtype,
-        seed,
-        rng,
-    )
+xception = register("xception")(Xception)
 
 
 def timm_key_map(model: Module) -> dict[str, str]:
