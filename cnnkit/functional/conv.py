@@ -124,18 +124,23 @@ def _im2col(xp, groups, kernel, stride, dilation, out_hw) -> np.ndarray:
     return fields.reshape(groups, cg * kernel[0] * kernel[1], n * out_hw[0] * out_hw[1])
 
 
-def _col2im(cols, dxp, kernel, stride, dilation, out_hw) -> None:
-    """Adjoint of :func:`_im2col`: add every column entry back into its place in ``dxp``.
+def _col2im(cols, padded_shape, kernel, stride, dilation, out_hw) -> np.ndarray:
+    """Adjoint of :func:`_im2col`: sum every column entry back into its input position.
 
-    ``cols`` is (C*kH*kW, N*Ho*Wo) as _im2col makes it; ``dxp`` (N, C, Hp, Wp) must start zeroed.
+    ``cols`` is (C*kH*kW, N*Ho*Wo) as _im2col makes it; the sum is (C, N, Hp, Wp), channel-major
+    like the columns, so that every slice-add reads and writes contiguous rows.
     """
-    n, c = dxp.shape[:2]
+    n, c, hp, wp = padded_shape
+    if kernel == (1, 1) and stride == (1, 1):
+        return cols.reshape(c, n, hp, wp)
     cols = cols.reshape(c, kernel[0], kernel[1], n, out_hw[0], out_hw[1])
+    dxp = np.zeros((c, n, hp, wp), dtype=cols.dtype)
     for u in range(kernel[0]):
         rows = window_slice(u * dilation[0], stride[0], out_hw[0])
         for v in range(kernel[1]):
             columns = window_slice(v * dilation[1], stride[1], out_hw[1])
-            dxp[:, :, rows, columns] += cols[:, u, v].transpose(1, 0, 2, 3)
+            dxp[:, :, rows, columns] += cols[:, u, v]
+    return dxp
 
 
 def conv2d(
@@ -222,7 +227,7 @@ def _grouped_backward(dout, xp, weight, groups, stride, dilation, out_hw):
     k = cg * kh * kw
     w_groups = weight.reshape(groups, c_out // groups, k)
     dweight = np.zeros((groups, c_out // groups, k), dtype=weight.dtype)
-    dxp = np.zeros_like(xp)
+    dxp = np.empty_like(xp)
     tile = _tile_size(groups * k * out_hw[0] * out_hw[1] * xp.itemsize, n)
     for start in range(0, n, tile):
         stop = min(start + tile, n)
@@ -230,7 +235,8 @@ def _grouped_backward(dout, xp, weight, groups, stride, dilation, out_hw):
         dout_groups = dout[start:stop].transpose(1, 0, 2, 3).reshape(groups, c_out // groups, -1)
         dweight += np.matmul(dout_groups, cols.transpose(0, 2, 1))
         dcols = np.matmul(w_groups.transpose(0, 2, 1), dout_groups)
-        _col2im(dcols, dxp[start:stop], (kh, kw), stride, dilation, out_hw)
+        summed = _col2im(dcols, xp[start:stop].shape, (kh, kw), stride, dilation, out_hw)
+        dxp[start:stop] = summed.transpose(1, 0, 2, 3)
     return dxp, dweight.reshape(weight.shape)
 
 
