@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cnnkit.functional._args import pair
-from cnnkit.nn import BatchNorm2d, Conv2d, MaxPool2d, Module, SeparableConv2d
+from cnnkit.nn import BatchNorm2d, Conv2d, MaxPool2d, Module, SeparableConv2d, Sequential
 from cnnkit.nn.module import check_dtype
 
 
@@ -150,12 +150,5 @@ class SequentialModel(Model):
                 raise ValueError(f"{type(self).__name__} already has a child named {name!r}")
             setattr(self, name, module)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        for module in self._modules.values():
-            x = module(x)
-        return x
-
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        for module in reversed(self._modules.values()):
-            dout = module.backward(dout)
-        return dout
+    forward = Sequential.forward
+    backward = Sequential.backward
