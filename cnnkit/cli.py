@@ -397,15 +397,21 @@ def normalize(images: np.ndarray, data: dict) -> np.ndarray:
     return (images - mean) / std
 
 
-def command_evaluate(args) -> int:
-    model, _, data = restore_model(args.checkpoint)
-    dataset = args.dataset or data["dataset"]
-    test = load_dataset(dataset, args.data_dir).test
+def load_test_split(dataset: str, data_dir: str | None, data: dict, checkpoint: str):
+    """The test split of ``dataset``, refused unless its images fit the checkpoint's model."""
+    test = load_dataset(dataset, data_dir).test
     if list(test.image_shape) != list(data["image_shape"]):
         raise UsageError(
             f"data set {dataset!r} has images of shape {test.image_shape}, but the model in "
-            f"{args.checkpoint} expects {tuple(data['image_shape'])}"
+            f"{checkpoint} expects {tuple(data['image_shape'])}"
         )
+    return test
+
+
+def command_evaluate(args) -> int:
+    model, _, data = restore_model(args.checkpoint)
+    dataset = args.dataset or data["dataset"]
+    test = load_test_split(dataset, args.data_dir, data, args.checkpoint)
     loader = DataLoader(
         test.images,
         test.labels,

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from cnnkit import viz
-from cnnkit.cli import UsageError, normalize, read_image, restore_model
-from cnnkit.data import load_dataset, to_float_nchw
+from cnnkit.cli import UsageError, load_test_split, normalize, read_image, restore_model
+from cnnkit.data import to_float_nchw
 
 PLOT_KINDS = ("curves", "filters", "features", "confusion", "saliency", "gradcam", "misclassified")
 
@@ -152,18 +152,13 @@ def _input_image(args, data: dict) -> tuple[np.ndarray, str]:
         if not path.is_file():
             raise UsageError(f"image {path} does not exist")
         return read_image(path, data["image_shape"]), path.stem
-    test = load_dataset(data["dataset"], args.data_dir).test
+    test = load_test_split(data["dataset"], args.data_dir, data, args.checkpoint)
     if not 0 <= args.test_index < len(test):
         raise UsageError(
             f"--test-index {args.test_index} is out of range: the {data['dataset']} test split "
             f"has {len(test)} images"
         )
     pixels = to_float_nchw(test.images[args.test_index : args.test_index + 1])[0]
-    if list(pixels.shape) != list(data["image_shape"]):
-        raise UsageError(
-            f"data set {data['dataset']!r} has images of shape {tuple(pixels.shape)}, but the "
-            f"model expects {tuple(data['image_shape'])}"
-        )
     return pixels, f"test{args.test_index}"
 
 
@@ -212,12 +207,7 @@ def _plot(args) -> list[Path]:
         )
     if kind == "misclassified":
         dataset = args.dataset or data["dataset"]
-        test = load_dataset(dataset, args.data_dir).test
-        if list(test.image_shape) != list(data["image_shape"]):
-            raise UsageError(
-                f"data set {dataset!r} has images of shape {test.image_shape}, but the model in "
-                f"{args.checkpoint} expects {tuple(data['image_shape'])}"
-            )
+        test = load_test_split(dataset, args.data_dir, data, args.checkpoint)
         pixels = to_float_nchw(test.images)
         return viz.plot_misclassified(
             model,
