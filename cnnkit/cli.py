@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from threadpoolctl import threadpool_limits
 
 from cnnkit import __version__, models
 from cnnkit.data import DataLoader, DatasetError, describe_datasets, load_dataset
+from cnnkit.distributed import Communicator, launched_ranks
 from cnnkit.gradcheck import gradcheck
 from cnnkit.imagenet import NUM_CLASSES, ImageError, class_names, preprocess
 from cnnkit.io import (
@@ -214,6 +217,18 @@ def build_parser() -> argparse.ArgumentParser:
         "share the CPUs",
     )
     train.add_argument(
+        "--distributed",
+        action="store_true",
+        help="train data-parallel over the ranks of an MPI job (mpirun -np K cnnkit train ...); "
+        "on by itself when an MPI launcher starts more than one rank; needs the mpi extra",
+    )
+    train.add_argument(
+        "--sync-bn",
+        action="store_true",
+        help="with --distributed: batch-norm statistics over the global batch (SyncBatchNorm) "
+        "instead of each rank's shard",
+    )
+    train.add_argument(
         "--plots",
         action="store_true",
         help="at the end, write curves.png, confusion.png and filters.png into OUT (needs the "
@@ -331,12 +346,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def start_distributed() -> Communicator:
+    """Join the MPI job, or fail in one line saying what to install."""
+    try:
+        return Communicator()
+    except ImportError as error:
+        raise UsageError(str(error)) from None
+
+
 def command_train(args) -> int:
-    with threadpool_limits(args.threads):
-        return train_with_settings(args)
+    if not (args.distributed or launched_ranks() > 1):
+        with threadpool_limits(args.threads):
+            return train_with_settings(args, communicator=None)
+    communicator = start_distributed()
+    threads = args.threads or max(1, (os.cpu_count() or 1) // communicator.local_size())
+    try:
+        with threadpool_limits(threads):
+            return train_with_settings(args, communicator)
+    except Exception as error:
+        if communicator.size == 1:
+            raise
+        return stop_ranks(communicator, error)
 
 
-def train_with_settings(args) -> int:
+def stop_ranks(communicator: Communicator, error: Exception) -> int:
+    """Report an error raised during a distributed run and make sure no rank waits forever.
+
+    An error every rank raised together (a diverged loss, a refused run directory) is reported
+    once, by rank 0, and each rank exits with status 2. Any other error may be this rank's alone
+    while the others wait in a collective, so it is reported with the rank and the whole job is
+    aborted (MPI_Abort).
+    """
+    if isinstance(error, TrainingDiverged) or getattr(error, "collective", False):
+        if communicator.is_root:
+            print(f"cnnkit train: error: {error}", file=sys.stderr)
+        return 2
+    where = f"rank {communicator.rank} of {communicator.size}"
+    if isinstance(error, USER_ERRORS):
+        print(f"cnnkit train: error: {where}: {error}", file=sys.stderr)
+    else:
+        print(f"cnnkit train: {where} failed; stopping every rank", file=sys.stderr)
+        traceback.print_exc()
+    sys.stderr.flush()
+    communicator.abort(2)
+    return 2
+
+
+def train_with_settings(args, communicator: Communicator | None) -> int:
     settings = TrainSettings(
         model=args.model,
         dataset=args.dataset,
@@ -361,8 +417,12 @@ def train_with_settings(args) -> int:
         progress=not args.no_progress,
         plots=args.plots,
         tensorboard=args.tensorboard,
+        distributed=communicator is not None,
+        sync_batch_norm=args.sync_bn,
     )
     metrics = run(settings)
+    if communicator is not None and not communicator.is_root:
+        return 0
     print(
         f"test accuracy {metrics['test_accuracy']:.4f} (loss {metrics['test_loss']:.4f}, "
         f"top-5 {metrics['test_top5_accuracy']:.4f}) after {metrics['epochs']} epochs in "

@@ -7,6 +7,9 @@ This is what `cnnkit train` runs; it is equally usable from Python::
 A run directory receives ``checkpoint.npz`` (after every epoch, atomically) and ``metrics.json``;
 with ``plots`` also curves.png, confusion.png and filters.png (cnnkit.viz), with ``tensorboard``
 a ``tensorboard/`` folder of tensorboardX event files (cnnkit.tensorboard).
+
+With ``distributed`` the run is one rank of an MPI job (cnnkit.distributed): the global batch of
+``batch_size`` is sharded over the ranks, evaluation too, and rank 0 alone writes files.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from cnnkit.data import (
     load_dataset,
     train_val_split,
 )
+from cnnkit.distributed import Communicator, run_on_root, sync_batch_norm
 from cnnkit.io import CheckpointError, atomic_write, load_checkpoint
 from cnnkit.nn.loss import CrossEntropyLoss
 from cnnkit.train import EarlyStopping, Trainer, evaluate
@@ -74,6 +78,8 @@ class TrainSettings:
     model_options: dict = field(default_factory=dict)
     plots: bool = False
     tensorboard: bool = False
+    distributed: bool = False
+    sync_batch_norm: bool = False
 
 
 def build_optimizer(settings: TrainSettings, parameters) -> optim.Optimizer:
@@ -207,11 +213,43 @@ def write_plots(out: Path, model) -> list[str]:
         raise RunError(f"--plots: {error}") from None
 
 
+def rank_part(indices: np.ndarray, communicator: Communicator | None) -> np.ndarray:
+    """This rank's share of an evaluation set: every size-th sample from its rank on."""
+    if communicator is None:
+        return indices
+    return indices[communicator.rank :: communicator.size]
+
+
+def train_loader_for(settings, train_set, train_idx, transform, communicator) -> DataLoader:
+    """Shuffled training batches; with K ranks, this rank's shard of each global batch.
+
+    A last batch smaller than K cannot be shared out, so with K ranks it is dropped.
+    """
+    shard, drop_last = None, False
+    if communicator is not None:
+        shard = (communicator.rank, communicator.size)
+        drop_last = 0 < len(train_idx) % settings.batch_size < communicator.size
+    return DataLoader(
+        train_set.images,
+        train_set.labels,
+        settings.batch_size,
+        shuffle=True,
+        seed=settings.seed,
+        transform=transform,
+        indices=train_idx,
+        shard=shard,
+        drop_last=drop_last,
+    )
+
+
 def run(settings: TrainSettings) -> dict:
     """Train, evaluate on the test split, write metrics.json and the checkpoint; return metrics."""
     started = time.perf_counter()
     check_extras(settings)
-    out = prepare_output(settings)
+    if settings.sync_batch_norm and not settings.distributed:
+        raise RunError("sync_batch_norm needs distributed training (--distributed)")
+    communicator = Communicator() if settings.distributed else None
+    out = run_on_root(communicator, lambda: prepare_output(settings))
     splits = load_dataset(settings.dataset, settings.data_dir)
     train_set, test_set = splits.train, splits.test
     train_idx, val_idx = train_val_split(
@@ -220,22 +258,28 @@ def run(settings: TrainSettings) -> dict:
     mean, std = compute_mean_std(train_set.images[train_idx])
     std = np.maximum(std, 1e-6)
     augmentation = build_augmentation(settings.augment, train_set.image_shape)
-    train_loader = DataLoader(
-        train_set.images,
-        train_set.labels,
-        settings.batch_size,
-        shuffle=True,
-        seed=settings.seed,
-        transform=with_normalization(augmentation, mean, std),
-        indices=train_idx,
+    train_loader = train_loader_for(
+        settings, train_set, train_idx, with_normalization(augmentation, mean, std), communicator
     )
     evaluation = with_normalization(None, mean, std)
     val_loader = None
     if len(val_idx):
         val_loader = DataLoader(
-            train_set.images, train_set.labels, 256, transform=evaluation, indices=val_idx, seed=0
+            train_set.images,
+            train_set.labels,
+            256,
+            transform=evaluation,
+            indices=rank_part(val_idx, communicator),
+            seed=0,
         )
-    test_loader = DataLoader(test_set.images, test_set.labels, 256, transform=evaluation, seed=0)
+    test_loader = DataLoader(
+        test_set.images,
+        test_set.labels,
+        256,
+        transform=evaluation,
+        indices=rank_part(np.arange(len(test_set.labels)), communicator),
+        seed=0,
+    )
 
     options = dict(settings.model_options)
     if models.takes_option(settings.model, "input_size"):
@@ -247,11 +291,14 @@ def run(settings: TrainSettings) -> dict:
         seed=settings.seed,
         **options,
     )
+    if settings.sync_batch_norm:
+        sync_batch_norm(model, communicator)
     optimizer = build_optimizer(settings, model.parameters())
     scheduler = build_scheduler(settings, optimizer)
     callbacks = [] if settings.patience is None else [EarlyStopping("val_loss", settings.patience)]
     logger = None
-    if settings.tensorboard:
+    is_root = communicator is None or communicator.is_root
+    if settings.tensorboard and is_root:
         from cnnkit.tensorboard import TensorBoardLogger
 
         logger = TensorBoardLogger(out / "tensorboard")
@@ -265,6 +312,7 @@ def run(settings: TrainSettings) -> dict:
         grad_clip=settings.grad_clip,
         checkpoint_path=out / CHECKPOINT_NAME,
         progress=settings.progress,
+        communicator=communicator,
         metadata={
             "data": data_metadata(train_set, settings, mean, std),
             "settings": asdict(settings),
@@ -287,7 +335,9 @@ def run(settings: TrainSettings) -> dict:
     finally:
         if logger is not None:
             logger.close()
-    test = evaluate(model, test_loader, num_classes=train_set.num_classes)
+    test = evaluate(
+        model, test_loader, num_classes=train_set.num_classes, communicator=communicator
+    )
     metrics = {
         "model": settings.model,
         "dataset": settings.dataset,
@@ -300,11 +350,13 @@ def run(settings: TrainSettings) -> dict:
         "history": trainer.history,
         "elapsed_seconds": time.perf_counter() - started,
         "parameters": model.num_parameters(),
+        "ranks": 1 if communicator is None else communicator.size,
         "settings": asdict(settings),
         "checkpoint": str(out / CHECKPOINT_NAME),
     }
-    write_json(out / METRICS_NAME, metrics)
-    if settings.plots:
-        metrics["plots"] = write_plots(out, model)
+    if is_root:
+        write_json(out / METRICS_NAME, metrics)
+        if settings.plots:
+            metrics["plots"] = write_plots(out, model)
     metrics["out"] = str(out)
     return metrics

@@ -3,6 +3,11 @@
 One step is the textbook loop: logits = model(x); L = loss(logits, y); model.backward(dL/dlogits);
 optimizer.step(). A non-finite loss stops training before the weights change, and the last good
 checkpoint (written atomically at the end of each epoch) stays intact.
+
+With a ``communicator`` (cnnkit.distributed) the same loop runs data-parallel: each rank gets its
+shard of the global batch, scales its loss gradient by its share b_r / B, and the gradients are
+summed over the ranks before the update; loss and accuracy are those of the global batch, and
+rank 0 alone shows progress and writes checkpoints.
 """
 
 from __future__ import annotations
@@ -11,10 +16,18 @@ import math
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from cnnkit.distributed import (
+    Communicator,
+    GradientAllreduce,
+    broadcast_buffers,
+    broadcast_state,
+    split_generators,
+)
 from cnnkit.io import load_checkpoint, load_model_state, save_checkpoint
 from cnnkit.metrics import confusion_matrix, top_k_correct
 from cnnkit.nn.loss import CrossEntropyLoss
@@ -41,8 +54,13 @@ def evaluate(
     loss_fn=None,
     num_classes: int | None = None,
     progress: bool = False,
+    communicator: Communicator | None = None,
 ) -> dict:
-    """Loss, top-1 and top-5 accuracy (and the confusion matrix if num_classes is given)."""
+    """Loss, top-1 and top-5 accuracy (and the confusion matrix if num_classes is given).
+
+    With a ``communicator`` each rank evaluates its own part of the data (its loader) and the
+    sums are reduced, so every rank returns the metrics of the whole set.
+    """
     loss_fn = CrossEntropyLoss() if loss_fn is None else loss_fn
     was_training = model.training
     model.eval()
@@ -57,6 +75,11 @@ def evaluate(
         if confusion is not None:
             confusion += confusion_matrix(y, logits.argmax(axis=1), num_classes)
     model.train(was_training)
+    if communicator is not None:
+        totals = communicator.allreduce(np.array([total_loss, seen, top1, top5], np.float64))
+        total_loss, (seen, top1, top5) = totals[0], totals[1:].astype(np.int64)
+        if confusion is not None:
+            confusion = communicator.allreduce(confusion)
     if seen == 0:
         raise ValueError("evaluate got an empty loader")
     result = {"loss": total_loss / seen, "accuracy": top1 / seen, "top5_accuracy": top5 / seen}
@@ -77,6 +100,14 @@ def predict_proba(model: Module, images: np.ndarray, batch_size: int = 256) -> n
         chunks.append(e / e.sum(axis=1, keepdims=True))
     model.train(was_training)
     return np.concatenate(chunks)
+
+
+class StepResult(NamedTuple):
+    """What one training step saw: mean loss, samples and correct top-1 predictions."""
+
+    loss: float
+    count: int
+    correct: int
 
 
 class Callback:
@@ -118,7 +149,8 @@ class Trainer:
     ``checkpoint_path`` (a .npz file) receives the model, the optimizer, the scheduler, the
     data order and every random generator after each epoch, so that :meth:`resume` continues
     exactly as if training had not stopped. ``metadata`` (JSON-ready) is stored alongside, e.g.
-    the preprocessing that evaluation and prediction must repeat.
+    the preprocessing that evaluation and prediction must repeat. ``communicator`` trains
+    data-parallel over MPI ranks (see the module docstring); the loaders must then be sharded.
     """
 
     def __init__(
@@ -132,6 +164,7 @@ class Trainer:
         checkpoint_path: str | Path | None = None,
         progress: bool = True,
         metadata: dict | None = None,
+        communicator: Communicator | None = None,
     ):
         if grad_clip is not None and grad_clip <= 0:
             raise ValueError(f"grad_clip must be positive, got {grad_clip!r}")
@@ -145,19 +178,41 @@ class Trainer:
         self.history: list[dict] = []
         self.epoch = 0
         self.stop_training = False
+        self.communicator = communicator
+        self._allreduce_gradients = None
+        self._generators_split = False
 
-    def train_step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-        """One forward, backward and update; returns the loss and the logits."""
+    @property
+    def is_root(self) -> bool:
+        """True where progress is shown and files are written: always, or on rank 0."""
+        return self.communicator is None or self.communicator.is_root
+
+    def train_step(self, x: np.ndarray, y: np.ndarray) -> StepResult:
+        """One forward, backward and update on a batch (or this rank's shard of it).
+
+        A non-finite loss returns before the gradients are touched; the caller stops there.
+        """
         logits = self.model(x)
         loss = self.loss_fn(logits, y)
+        count, correct, share = len(y), top_k_correct(logits, y, 1), 1.0
+        if self.communicator is not None:
+            local = np.array([count, loss * count, correct], np.float64)
+            total, loss_sum, total_correct = self.communicator.allreduce(local)
+            share, loss = count / total, float(loss_sum / total)
+            count, correct = int(total), int(total_correct)
         if not math.isfinite(loss):
-            return loss, logits
+            return StepResult(loss, count, correct)
         self.model.zero_grad()
-        self.model.backward(self.loss_fn.backward())
+        dlogits = self.loss_fn.backward()
+        if share != 1.0:
+            dlogits *= dlogits.dtype.type(share)
+        self.model.backward(dlogits)
+        if self._allreduce_gradients is not None:
+            self._allreduce_gradients()
         if self.grad_clip is not None:
             clip_grad_norm(self.optimizer_parameters(), self.grad_clip)
         self.optimizer.step()
-        return loss, logits
+        return StepResult(loss, count, correct)
 
     def optimizer_parameters(self) -> list[Parameter]:
         """Every parameter the optimizer updates."""
@@ -174,19 +229,32 @@ class Trainer:
             f"the update ({kept}); try a lower learning rate or gradient clipping"
         )
 
+    def _join_ranks(self) -> None:
+        """Start every rank from rank 0's weights, with its own dropout stream."""
+        communicator = self.communicator
+        broadcast_state(communicator, self.model)
+        if not self._generators_split:
+            split_generators(communicator, self.model)
+            self._generators_split = True
+        self._allreduce_gradients = GradientAllreduce(communicator, self.optimizer_parameters())
+
     def fit(self, train_loader, epochs: int, val_loader=None) -> list[dict]:
         """Train until ``epochs`` epochs are done in total (counting resumed ones)."""
         self.stop_training = False
+        if self.communicator is not None:
+            self._join_ranks()
         while self.epoch < epochs and not self.stop_training:
             logs = self._train_epoch(train_loader, epochs)
+            if self.communicator is not None:
+                broadcast_buffers(self.communicator, self.model)
             if val_loader is not None:
-                val = evaluate(self.model, val_loader, self.loss_fn)
+                val = evaluate(self.model, val_loader, self.loss_fn, communicator=self.communicator)
                 logs.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
             if self.scheduler is not None:
                 self.scheduler.step()
             self.history.append(logs)
             self.epoch += 1
-            if self.checkpoint_path is not None:
+            if self.checkpoint_path is not None and self.is_root:
                 self.save(self.checkpoint_path, train_loader)
             for callback in self.callbacks:
                 callback.on_epoch_end(self, logs)
@@ -200,18 +268,18 @@ class Trainer:
         bar = tqdm(
             total=len(loader),
             desc=f"epoch {self.epoch + 1}/{epochs}",
-            disable=not self.progress,
+            disable=not (self.progress and self.is_root),
             unit="batch",
             dynamic_ncols=True,
         )
         with bar:
             for step, (x, y) in enumerate(loader, start=1):
-                loss, logits = self.train_step(x, y)
-                if not math.isfinite(loss):
-                    raise self._diverged(loss, step)
-                total_loss += loss * len(y)
-                seen += len(y)
-                correct += top_k_correct(logits, y, 1)
+                result = self.train_step(x, y)
+                if not math.isfinite(result.loss):
+                    raise self._diverged(result.loss, step)
+                total_loss += result.loss * result.count
+                seen += result.count
+                correct += result.correct
                 elapsed = time.perf_counter() - start
                 bar.set_postfix(
                     loss=f"{total_loss / seen:.4f}",
@@ -266,3 +334,4 @@ class Trainer:
                 generators[name].bit_generator.state = rng_state
         self.epoch = int(state["epoch"])
         self.history = list(state["history"])
+        self._generators_split = False

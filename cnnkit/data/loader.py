@@ -5,6 +5,11 @@ e from ``SeedSequence(seed, spawn_key=(0, e))`` and the Generator handed to the 
 b of epoch e from ``SeedSequence(seed, spawn_key=(1, e, b))``. The whole random state is therefore
 ``{"seed", "epoch", "batch"}``: three ints that a checkpoint saves as JSON, and from which a new
 loader continues bit-identically, even from the middle of an epoch.
+
+For data-parallel training, ``shard=(rank, size)`` makes the loader serve only rank's contiguous
+slice of every global batch. The batch is built and transformed whole, then sliced, so the
+union of the ranks' slices is exactly the batch one process would see, augmentation included,
+and the state stays the same three ints whatever the number of ranks.
 """
 
 from __future__ import annotations
@@ -32,6 +37,15 @@ def to_float_nchw(images: np.ndarray) -> np.ndarray:
     if images.ndim != 4:
         raise ValueError(f"float images must be (N, C, H, W) or (N, H, W), got {images.shape}")
     return images.astype(np.float32)  # always a copy: transforms may work on it freely
+
+
+def shard_bounds(count: int, rank: int, size: int) -> tuple[int, int]:
+    """Rows [start, stop) of a batch of ``count`` that rank ``rank`` of ``size`` takes.
+
+    The shards are contiguous and differ in length by at most one (as numpy.array_split's), so
+    their union in rank order is the whole batch.
+    """
+    return count * rank // size, count * (rank + 1) // size
 
 
 def _check_fraction(value: float, name: str) -> float:
@@ -80,6 +94,7 @@ class DataLoader:
     a subset (e.g. from train_val_split) without copying. ``transform(x, rng)`` runs on each float
     batch with a Generator of its own. Give ``seed`` (an int) or ``rng`` (a Generator, from which
     one seed is drawn); with neither, a fresh random seed is chosen and reported by get_state().
+    ``shard=(rank, size)`` serves rank's slice of each batch (see the module docstring).
     """
 
     def __init__(
@@ -93,6 +108,7 @@ class DataLoader:
         transform: Transform | None = None,
         indices: np.ndarray | None = None,
         rng: np.random.Generator | None = None,
+        shard: tuple[int, int] | None = None,
     ):
         self.images = images
         self.labels = np.asarray(labels).astype(np.int64, copy=False)
@@ -126,6 +142,30 @@ class DataLoader:
                 f"DataLoader has no batches: {len(self.indices)} samples, batch_size "
                 f"{self.batch_size}, drop_last={self.drop_last}"
             )
+        self.shard = None
+        if shard is not None:
+            self.shard = self._check_shard(shard)
+
+    def _check_shard(self, shard) -> tuple[int, int]:
+        try:
+            rank, size = (int(v) for v in shard)
+        except (TypeError, ValueError):
+            raise ValueError(f"DataLoader shard must be (rank, size), got {shard!r}") from None
+        if size < 1 or not 0 <= rank < size:
+            raise ValueError(f"DataLoader shard must have 0 <= rank < size, got {shard!r}")
+        if min(self.batch_size, self.num_samples) < size:
+            raise ValueError(
+                f"DataLoader with {size} shards has batches of only "
+                f"{min(self.batch_size, self.num_samples)} samples, so some rank would get none; "
+                f"use a batch size >= {size}"
+            )
+        last = 0 if self.drop_last else self.num_samples % self.batch_size
+        if 0 < last < size:
+            raise ValueError(
+                f"DataLoader with {size} shards has a last batch of only {last} samples, so some "
+                "rank would get none; pass drop_last=True"
+            )
+        return rank, size
 
     @property
     def num_samples(self) -> int:
@@ -155,8 +195,12 @@ class DataLoader:
             x = to_float_nchw(self.images[idx])
             if self.transform is not None:
                 x = self.transform(x, self._generator(1, self.epoch, b))
+            y = self.labels[idx]
+            if self.shard is not None:
+                start, stop = shard_bounds(len(idx), *self.shard)
+                x, y = x[start:stop], y[start:stop]
             self.batch = b + 1  # counted as consumed once yielded
-            yield x, self.labels[idx]
+            yield x, y
         self.epoch, self.batch = self.epoch + 1, 0
 
     def get_state(self) -> dict[str, int]:
@@ -173,5 +217,7 @@ class DataLoader:
     def __repr__(self) -> str:
         return (
             f"DataLoader(n={len(self.indices)}, batch_size={self.batch_size}, "
-            f"shuffle={self.shuffle}, drop_last={self.drop_last}, transform={self.transform!r})"
+            f"shuffle={self.shuffle}, drop_last={self.drop_last}, transform={self.transform!r}"
+            + ("" if self.shard is None else f", shard={self.shard}")
+            + ")"
         )

@@ -5,15 +5,32 @@ Training mode normalises with the batch statistics over every axis but the chann
 and updates the running statistics in place as PyTorch does (the running variance takes the
 unbiased batch variance):  running = (1 - momentum) * running + momentum * batch_stat.
 Eval mode normalises with the running statistics instead.
+
+``allreduce`` (a function summing an array over data-parallel ranks) makes it synchronized batch
+norm: the per-channel sums behind the mean, the variance and backward's two sums are taken over
+the global batch, so every rank normalises with the statistics of the whole batch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from cnnkit.functional._args import check_float, check_same_dtype
+
+Allreduce = Callable[[np.ndarray], np.ndarray]
+
+
+def _summed(allreduce: Allreduce | None, *arrays: np.ndarray) -> list[np.ndarray]:
+    """The arrays themselves, or their sums over the ranks (one reduction for all of them)."""
+    if allreduce is None:
+        return list(arrays)
+    total = allreduce(np.concatenate([np.ravel(a) for a in arrays]))
+    bounds = np.cumsum([0] + [np.size(a) for a in arrays])
+    parts = zip(bounds[:-1], bounds[1:], arrays, strict=True)
+    return [total[a:b].reshape(np.shape(v)) for a, b, v in parts]
 
 
 @dataclass
@@ -24,6 +41,8 @@ class BatchNormCache:
     inv_std: np.ndarray
     gamma: np.ndarray | None
     training: bool
+    count: int = 0
+    allreduce: Allreduce | None = None
 
 
 def _reduce_axes(x: np.ndarray) -> tuple[int, ...]:
@@ -43,6 +62,7 @@ def batch_norm(
     training: bool = True,
     momentum: float = 0.1,
     eps: float = 1e-5,
+    allreduce: Allreduce | None = None,
 ) -> tuple[np.ndarray, BatchNormCache]:
     """Batch norm of x (N, C) or (N, C, H, W) over all axes but channel axis 1."""
     if not isinstance(x, np.ndarray) or x.ndim not in (2, 3, 4):
@@ -65,15 +85,20 @@ def batch_norm(
                 f"got {v.shape}"
             )
     axes = _reduce_axes(x)
+    count = 0
     if training:
-        count = x.size // channels
+        local_count = np.array([x.size // channels], dtype=x.dtype)
+        sums, (count,) = _summed(allreduce, x.sum(axis=axes), local_count)
+        count = int(count)
         if count < 2:
             raise ValueError(
                 f"batch_norm in training mode needs more than 1 value per channel, "
                 f"got input shape {x.shape}"
             )
-        mean = x.mean(axis=axes)
-        var = x.var(axis=axes)
+        mean = sums / x.dtype.type(count)
+        centred = x - _per_channel(mean, x.ndim)
+        (squares,) = _summed(allreduce, np.square(centred).sum(axis=axes))
+        var = squares / x.dtype.type(count)
         if running_mean is not None:
             running_mean *= 1 - momentum
             running_mean += momentum * mean
@@ -84,12 +109,14 @@ def batch_norm(
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm in eval mode needs running_mean and running_var")
         mean, var = running_mean, running_var
+        centred = x - _per_channel(mean, x.ndim)
     inv_std = (1 / np.sqrt(var + eps)).astype(x.dtype, copy=False)
-    x_hat = (x - _per_channel(mean, x.ndim)) * _per_channel(inv_std, x.ndim)
+    x_hat = centred
+    x_hat *= _per_channel(inv_std, x.ndim)
     out = x_hat if gamma is None else x_hat * _per_channel(gamma, x.ndim)
     if beta is not None:
         out = out + _per_channel(beta, x.ndim)
-    return out, BatchNormCache(x_hat, inv_std, gamma, training)
+    return out, BatchNormCache(x_hat, inv_std, gamma, training, count, allreduce)
 
 
 def batch_norm_backward(
@@ -99,6 +126,8 @@ def batch_norm_backward(
 
     Training: dx = gamma * inv_std / m * (m * dy - sum(dy) - xhat * sum(dy * xhat)), m = N*H*W.
     Eval: dx = gamma * inv_std * dy (the running statistics are constants).
+    Synchronized: the two sums and m are over the global batch; dgamma and dbeta stay this
+    rank's share, to be summed with the other parameter gradients.
     """
     axes = _reduce_axes(dout)
     ndim = dout.ndim
@@ -106,9 +135,10 @@ def batch_norm_backward(
     dgamma = (dout * cache.x_hat).sum(axis=axes)
     scale = cache.inv_std if cache.gamma is None else cache.gamma * cache.inv_std
     if cache.training:
-        count = dout.size // dout.shape[1]
-        centred = dout - _per_channel(dbeta / count, ndim)
-        centred -= cache.x_hat * _per_channel(dgamma / count, ndim)
+        sum_dy, sum_dy_xhat = _summed(cache.allreduce, dbeta, dgamma)
+        count = dout.dtype.type(cache.count)
+        centred = dout - _per_channel(sum_dy / count, ndim)
+        centred -= cache.x_hat * _per_channel(sum_dy_xhat / count, ndim)
         dx = centred * _per_channel(scale, ndim)
     else:
         dx = dout * _per_channel(scale, ndim)

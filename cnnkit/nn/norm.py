@@ -33,6 +33,7 @@ class _BatchNorm(CachedModule):
         self.momentum = unit_interval(momentum, f"{name} momentum")
         self.dtype = check_dtype(dtype)
         self.affine, self.track_running_stats = affine, track_running_stats
+        self.allreduce = None  # set by cnnkit.distributed.sync_batch_norm
         self.weight = Parameter(np.ones(num_features, dtype=self.dtype)) if affine else None
         self.bias = Parameter(np.zeros(num_features, dtype=self.dtype)) if affine else None
         if track_running_stats:
@@ -64,6 +65,7 @@ class _BatchNorm(CachedModule):
             training=use_batch_stats,
             momentum=self.momentum,
             eps=self.eps,
+            allreduce=self.allreduce if self.training else None,
         )
         return out
 
@@ -75,9 +77,10 @@ class _BatchNorm(CachedModule):
         return dx
 
     def extra_repr(self) -> str:
+        synchronized = ", synchronized" if self.allreduce is not None else ""
         return (
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-            f"track_running_stats={self.track_running_stats}"
+            f"track_running_stats={self.track_running_stats}{synchronized}"
         )
 
 
