@@ -192,6 +192,8 @@ class Trainer:
 
         A non-finite loss returns before the gradients are touched; the caller stops there.
         """
+        if self.communicator is not None and self._allreduce_gradients is None:
+            self._join_ranks()
         logits = self.model(x)
         loss = self.loss_fn(logits, y)
         count, correct, share = len(y), top_k_correct(logits, y, 1), 1.0

@@ -363,3 +363,13 @@ def test_synchronized_batch_norm_equals_batch_norm_of_the_whole_batch(rng, shape
     for r in results:
         np.testing.assert_allclose(r[2][0], running[0], rtol=1e-12)
         np.testing.assert_allclose(r[2][1], running[1], rtol=1e-12)
+
+
+@needs_mpi
+def test_python_api_example_trains_on_two_ranks():
+    example = Path(__file__).resolve().parents[1] / "examples" / "distributed_digits.py"
+    result = launch([sys.executable, str(example)], 2)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("2 rank(s): test accuracy")
+    assert float(lines[0].split()[4]) > 0.9
