@@ -9,7 +9,8 @@ chain rule: dL/dw is the correlation of the padded input with dL/dy, dL/db the s
 The general path is im2col (a strided view of every receptive field, copied into a column buffer
 tile by tile so that the buffer stays under ``COLUMN_BUDGET_BYTES``) followed by one batched GEMM;
 the gradient of the input goes back through col2im as kH*kW strided slice-adds. Depthwise
-convolution (groups == C_in == C_out) takes kH*kW shifted multiply-adds instead.
+convolution (groups == C_in == C_out) takes kH*kW shifted multiply-adds instead, or, with numba
+installed, the single-pass loops of cnnkit.functional._compiled.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from cnnkit.functional import _compiled
 from cnnkit.functional._args import (
     Padding2d,
     cache_blocks,
@@ -242,6 +244,10 @@ def _grouped_backward(dout, xp, weight, groups, stride, dilation, out_hw):
 
 def _depthwise_forward(xp, weight, stride, dilation, out_hw) -> np.ndarray:
     n, c = xp.shape[:2]
+    if _compiled.ENABLED and stride == dilation == (1, 1):
+        out = np.empty((n, c, out_hw[0], out_hw[1]), dtype=xp.dtype)
+        _compiled.depthwise_forward(xp, weight, out)
+        return out
     out = np.zeros((n, c, out_hw[0], out_hw[1]), dtype=xp.dtype)
     for images, channels in cache_blocks(n, c, out_hw[0] * out_hw[1] * xp.itemsize):
         block, source = out[images, channels], xp[images, channels]
@@ -258,6 +264,9 @@ def _depthwise_backward(dout, xp, weight, stride, dilation, out_hw):
     n, c = xp.shape[:2]
     dxp = np.zeros_like(xp)
     dweight = np.zeros_like(weight)
+    if _compiled.ENABLED and stride == dilation == (1, 1):
+        _compiled.depthwise_backward(np.ascontiguousarray(dout), xp, weight, dxp, dweight)
+        return dxp, dweight
     for images, channels in cache_blocks(n, c, out_hw[0] * out_hw[1] * xp.itemsize):
         grad, source, dsource = dout[images, channels], xp[images, channels], dxp[images, channels]
         taps, dtaps = weight[channels, 0], dweight[channels, 0]

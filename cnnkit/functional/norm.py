@@ -35,14 +35,26 @@ def _summed(allreduce: Allreduce | None, *arrays: np.ndarray) -> list[np.ndarray
 
 @dataclass
 class BatchNormCache:
-    """Normalised input, inverse standard deviation and whether batch statistics were used."""
+    """Normalised input (or, in eval mode, the input and mean to recompute it), inverse standard
+    deviation, and whether batch statistics were used."""
 
-    x_hat: np.ndarray
+    normalized: np.ndarray | None
     inv_std: np.ndarray
     gamma: np.ndarray | None
     training: bool
     count: int = 0
     allreduce: Allreduce | None = None
+    x: np.ndarray | None = None
+    mean: np.ndarray | None = None
+
+    def x_hat(self) -> np.ndarray:
+        """xhat = (x - mean) * inv_std: kept from a training forward, recomputed after eval."""
+        if self.normalized is None:
+            ndim = self.x.ndim
+            centred = self.x - _per_channel(self.mean, ndim)
+            centred *= _per_channel(self.inv_std, ndim)
+            self.normalized = centred
+        return self.normalized
 
 
 def _reduce_axes(x: np.ndarray) -> tuple[int, ...]:
@@ -108,15 +120,29 @@ def batch_norm(
     else:
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm in eval mode needs running_mean and running_var")
-        mean, var = running_mean, running_var
-        centred = x - _per_channel(mean, x.ndim)
+        return _normalize_with_running_stats(x, running_mean, running_var, gamma, beta, eps)
     inv_std = (1 / np.sqrt(var + eps)).astype(x.dtype, copy=False)
     x_hat = centred
     x_hat *= _per_channel(inv_std, x.ndim)
-    out = x_hat if gamma is None else x_hat * _per_channel(gamma, x.ndim)
-    if beta is not None:
-        out = out + _per_channel(beta, x.ndim)
+    if gamma is None:
+        out = x_hat if beta is None else x_hat + _per_channel(beta, x.ndim)
+    else:
+        out = x_hat * _per_channel(gamma, x.ndim)
+        if beta is not None:
+            out += _per_channel(beta, x.ndim)
     return out, BatchNormCache(x_hat, inv_std, gamma, training, count, allreduce)
+
+
+def _normalize_with_running_stats(x, mean, var, gamma, beta, eps):
+    """Eval mode as one affine map per channel: y = x * scale + shift, with
+    scale = gamma / sqrt(var + eps) and shift = beta - mean * scale (two passes over x)."""
+    inv_std = (1 / np.sqrt(var + eps)).astype(x.dtype, copy=False)
+    scale = inv_std if gamma is None else gamma * inv_std
+    shift = -mean * scale if beta is None else beta - mean * scale
+    out = x * _per_channel(scale.astype(x.dtype, copy=False), x.ndim)
+    out += _per_channel(shift.astype(x.dtype, copy=False), x.ndim)
+    cache = BatchNormCache(None, inv_std, gamma, False, x=x, mean=mean.copy())
+    return out, cache
 
 
 def batch_norm_backward(
@@ -132,13 +158,14 @@ def batch_norm_backward(
     axes = _reduce_axes(dout)
     ndim = dout.ndim
     dbeta = dout.sum(axis=axes)
-    dgamma = (dout * cache.x_hat).sum(axis=axes)
+    x_hat = cache.x_hat()
+    dgamma = (dout * x_hat).sum(axis=axes)
     scale = cache.inv_std if cache.gamma is None else cache.gamma * cache.inv_std
     if cache.training:
         sum_dy, sum_dy_xhat = _summed(cache.allreduce, dbeta, dgamma)
         count = dout.dtype.type(cache.count)
         centred = dout - _per_channel(sum_dy / count, ndim)
-        centred -= cache.x_hat * _per_channel(sum_dy_xhat / count, ndim)
+        centred -= x_hat * _per_channel(sum_dy_xhat / count, ndim)
         dx = centred * _per_channel(scale, ndim)
     else:
         dx = dout * _per_channel(scale, ndim)

@@ -4,7 +4,8 @@ Max and average pooling visit the kH*kW taps of the window as whole-array shifte
 loop over windows): max pooling keeps a running maximum and the index of the tap that produced it
 (as PyTorch's CPU kernel does: the first maximum in row-major window order wins ties, a NaN always
 wins, and a window of -inf picks its first input inside the padding), so its backward pass routes
-each gradient to exactly one input with one masked slice-add per tap.
+each gradient to exactly one input with one masked slice-add per tap. With numba installed, the
+max-pool loops of cnnkit.functional._compiled do the same in one pass.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cnnkit.functional import _compiled
 from cnnkit.functional._args import (
     Padding2d,
     cache_blocks,
@@ -76,6 +78,16 @@ def max_pool2d(
 ) -> tuple[np.ndarray, MaxPool2dCache]:
     """y[n,c,i,j] = max over the window of x padded with -inf; stride defaults to kernel_size."""
     geometry = _geometry(x, kernel_size, stride, padding, "max_pool2d")
+    (top, bottom), (left, right) = geometry.padding
+    padded_shape = x.shape[:2] + (x.shape[2] + top + bottom, x.shape[3] + left + right)
+    if _compiled.ENABLED:
+        out = np.empty(x.shape[:2] + geometry.out_hw, dtype=x.dtype)
+        argmax = np.empty(out.shape, dtype=np.int32)
+        first_tap = _first_inside_tap(geometry)
+        x = np.ascontiguousarray(x)
+        kernel, stride = geometry.kernel, geometry.stride
+        _compiled.max_pool_forward(x, *kernel, *stride, top, left, first_tap, out, argmax)
+        return out, MaxPool2dCache(argmax, padded_shape, geometry)
     xp = pad_hw(x, geometry.padding, value=-np.inf)
     out = np.full(x.shape[:2] + geometry.out_hw, -np.inf, dtype=x.dtype)
     argmax = np.broadcast_to(_first_inside_tap(geometry), out.shape).copy()
@@ -105,6 +117,14 @@ def _first_inside_tap(geometry: PoolGeometry) -> np.ndarray:
 def max_pool2d_backward(dout: np.ndarray, cache: MaxPool2dCache) -> np.ndarray:
     """dL/dx: each output's gradient goes to the one input that was its maximum."""
     geometry = cache.geometry
+    if _compiled.ENABLED:
+        (top, bottom), (left, right) = geometry.padding
+        n, c, hp, wp = cache.padded_shape
+        dx = np.zeros((n, c, hp - top - bottom, wp - left - right), dtype=dout.dtype)
+        dout = np.ascontiguousarray(dout)
+        kernel_w, stride = geometry.kernel[1], geometry.stride
+        _compiled.max_pool_backward(dout, cache.argmax, kernel_w, *stride, top, left, dx)
+        return dx
     dxp = np.zeros(cache.padded_shape, dtype=dout.dtype)
     plane_bytes = dout.shape[2] * dout.shape[3] * dout.itemsize
     for images, channels in cache_blocks(*dout.shape[:2], plane_bytes):

@@ -1,0 +1,123 @@
+"""Compiled loops (numba) for the kernels that NumPy can only run as kH*kW passes over memory.
+
+Max pooling, depthwise convolution, im2col and col2im touch each input kH*kW times when written
+with whole-array NumPy slices; these loops visit every output once, in parallel over image
+planes or column rows. They compute exactly what the NumPy code in pool.py and conv.py computes
+(the NumPy code stays the reference: tests/test_compiled.py compares the two), and are used when
+numba is installed (``pip install 'cnnkit[fast]'``) unless ``CNNKIT_KERNELS=numpy`` is set.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+try:
+    import numba
+except ImportError:  # the NumPy kernels serve alone
+    numba = None
+
+ENABLED = numba is not None and os.environ.get("CNNKIT_KERNELS", "auto").lower() != "numpy"
+
+
+def _compile(function, fastmath=False):
+    """numba.njit(parallel, cached), or None without numba."""
+    if numba is None:
+        return None
+    return numba.njit(parallel=True, cache=True, fastmath=fastmath, nogil=True)(function)
+
+
+def _max_pool_forward(x, kernel_h, kernel_w, stride_h, stride_w, top, left, first_tap, out, argmax):
+    """out = maxima of the windows over x (N, C, H, W) padded with -inf; argmax = tap u * kW + v.
+
+    Taps in the padding are skipped, which is what -inf padding amounts to. Ties keep the first
+    maximum in row-major tap order, a NaN always wins (the last NaN when there are several), and
+    a window of -inf keeps ``first_tap``: pool.max_pool2d's rules.
+    """
+    n_images, channels, height, width = x.shape
+    out_h, out_w = out.shape[2], out.shape[3]
+    for plane in numba.prange(n_images * channels):
+        n, c = plane // channels, plane % channels
+        for i in range(out_h):
+            top_row = i * stride_h - top
+            for j in range(out_w):
+                first_column = j * stride_w - left
+                best = -np.inf
+                winner = first_tap[i, j]
+                for u in range(kernel_h):
+                    row = top_row + u
+                    if 0 <= row < height:
+                        for v in range(kernel_w):
+                            column = first_column + v
+                            if 0 <= column < width:
+                                value = x[n, c, row, column]
+                                if value != value or value > best:
+                                    best = value
+                                    winner = u * kernel_w + v
+                out[n, c, i, j] = best
+                argmax[n, c, i, j] = winner
+
+
+def _max_pool_backward(dout, argmax, kernel_w, stride_h, stride_w, top, left, dx):
+    """dx[window's winner] += dout, for every output (dx zero on entry; winners lie inside)."""
+    n_images, channels = dout.shape[0], dout.shape[1]
+    out_h, out_w = dout.shape[2], dout.shape[3]
+    for plane in numba.prange(n_images * channels):
+        n, c = plane // channels, plane % channels
+        for i in range(out_h):
+            for j in range(out_w):
+                tap = argmax[n, c, i, j]
+                row = i * stride_h - top + tap // kernel_w
+                column = j * stride_w - left + tap % kernel_w
+                dx[n, c, row, column] += dout[n, c, i, j]
+
+
+def _depthwise_forward(xp, weight, out):
+    """out[n,c,i,j] = sum_{u,v} xp[n, c, i + u, j + v] * weight[c, 0, u, v] (stride 1).
+
+    Taps are added in the NumPy kernel's order (u, then v), so every output is the same sum of
+    the same products as in conv._depthwise_forward.
+    """
+    n_images, channels = xp.shape[0], xp.shape[1]
+    kernel_h, kernel_w = weight.shape[2], weight.shape[3]
+    out_h, out_w = out.shape[2], out.shape[3]
+    for plane in numba.prange(n_images * channels):
+        n, c = plane // channels, plane % channels
+        row = np.empty(out_w, dtype=out.dtype)
+        for i in range(out_h):
+            row[:] = 0
+            for u in range(kernel_h):
+                for v in range(kernel_w):
+                    tap = weight[c, 0, u, v]
+                    for j in range(out_w):
+                        row[j] += xp[n, c, i + u, v + j] * tap
+            out[n, c, i, :] = row
+
+
+def _depthwise_backward(dout, xp, weight, dxp, dweight):
+    """dxp[n,c,i+u,j+v] += dout * weight[c,0,u,v]; dweight[c,0,u,v] = sum dout * xp (stride 1).
+
+    dxp and dweight are zero on entry; channels run in parallel, so no two threads share them.
+    """
+    n_images, channels = xp.shape[0], xp.shape[1]
+    kernel_h, kernel_w = weight.shape[2], weight.shape[3]
+    out_h, out_w = dout.shape[2], dout.shape[3]
+    for c in numba.prange(channels):
+        for n in range(n_images):
+            for i in range(out_h):
+                for u in range(kernel_h):
+                    for v in range(kernel_w):
+                        tap = weight[c, 0, u, v]
+                        total = dweight.dtype.type(0)
+                        for j in range(out_w):
+                            grad = dout[n, c, i, j]
+                            dxp[n, c, i + u, v + j] += grad * tap
+                            total += grad * xp[n, c, i + u, v + j]
+                        dweight[c, 0, u, v] += total
+
+
+max_pool_forward = _compile(_max_pool_forward)
+max_pool_backward = _compile(_max_pool_backward)
+depthwise_forward = _compile(_depthwise_forward)
+depthwise_backward = _compile(_depthwise_backward, fastmath={"reassoc"})

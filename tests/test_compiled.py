@@ -1,0 +1,137 @@
+"""The compiled kernels (numba) compute exactly what the NumPy reference kernels compute.
+
+Every other test runs whichever kernels are active (compiled ones when numba is installed, as in
+the test extra); here each compiled kernel is compared with the NumPy code it replaces, which is
+forced by switching ``_compiled.ENABLED`` off.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cnnkit.functional import _compiled
+from cnnkit.functional.conv import conv2d, conv2d_backward
+from cnnkit.functional.pool import max_pool2d, max_pool2d_backward
+
+pytestmark = pytest.mark.skipif(
+    _compiled.numba is None, reason="needs numba: pip install -e '.[fast]'"
+)
+
+
+def with_kernels(compiled: bool, function, *args, **kwargs):
+    """Call ``function`` with the compiled kernels switched on or off."""
+    previous = _compiled.ENABLED
+    _compiled.ENABLED = compiled
+    try:
+        return function(*args, **kwargs)
+    finally:
+        _compiled.ENABLED = previous
+
+
+def both(function, *args, **kwargs):
+    return with_kernels(True, function, *args, **kwargs), with_kernels(
+        False, function, *args, **kwargs
+    )
+
+
+def max_pool_round_trip(x, dout_seed, **options):
+    out, cache = max_pool2d(x, **options)
+    dout = np.random.default_rng(dout_seed).standard_normal(out.shape).astype(x.dtype)
+    return out, cache.argmax, max_pool2d_backward(dout, cache)
+
+
+pool_case = st.fixed_dictionaries(
+    {
+        "n": st.integers(1, 3),
+        "c": st.integers(1, 4),
+        "h": st.integers(1, 9),
+        "w": st.integers(1, 9),
+        "kernel": st.integers(1, 4),
+        "stride": st.integers(1, 3),
+        "padding": st.sampled_from([0, 1, "same"]),
+        "dtype": st.sampled_from([np.float32, np.float64]),
+        "seed": st.integers(0, 2**16),
+    }
+)
+
+
+@settings(max_examples=120, deadline=None)
+@given(pool_case)
+def test_compiled_max_pool_equals_numpy_with_ties_nan_and_infinities(case):
+    rng = np.random.default_rng(case["seed"])
+    shape = (case["n"], case["c"], case["h"], case["w"])
+    # few distinct values make ties common; some NaN and -inf test the routing rules
+    x = rng.integers(-2, 3, shape).astype(case["dtype"])
+    x[rng.random(shape) < 0.1] = np.nan
+    x[rng.random(shape) < 0.15] = -np.inf
+    kernel = min(case["kernel"], case["h"], case["w"])
+    padding = 0 if case["padding"] == 1 and kernel < 2 else case["padding"]
+    options = dict(kernel_size=kernel, stride=case["stride"], padding=padding)
+    compiled, reference = both(max_pool_round_trip, x, case["seed"], **options)
+    np.testing.assert_array_equal(compiled[0], reference[0])
+    np.testing.assert_array_equal(compiled[1], reference[1])
+    # an input that wins several windows sums their gradients in another order
+    rtol = 1e-6 if case["dtype"] == np.float32 else 1e-14
+    np.testing.assert_allclose(compiled[2], reference[2], rtol=rtol, atol=rtol)
+
+
+depthwise_case = st.fixed_dictionaries(
+    {
+        "n": st.integers(1, 3),
+        "c": st.integers(2, 5),
+        "h": st.integers(3, 10),
+        "w": st.integers(3, 10),
+        "kernel": st.sampled_from([(1, 1), (3, 3), (2, 3), (3, 1)]),
+        "padding": st.sampled_from([0, 1, "same"]),
+        "dtype": st.sampled_from([np.float32, np.float64]),
+        "seed": st.integers(0, 2**16),
+    }
+)
+
+
+def depthwise_round_trip(x, weight, bias, dout_seed, padding):
+    out, cache = conv2d(x, weight, bias, stride=1, padding=padding, groups=x.shape[1])
+    dout = np.random.default_rng(dout_seed).standard_normal(out.shape).astype(x.dtype)
+    return (out, *conv2d_backward(dout, cache))
+
+
+@settings(max_examples=80, deadline=None)
+@given(depthwise_case)
+def test_compiled_depthwise_convolution_equals_numpy(case):
+    rng = np.random.default_rng(case["seed"])
+    c, dtype = case["c"], case["dtype"]
+    x = rng.standard_normal((case["n"], c, case["h"], case["w"])).astype(dtype)
+    weight = rng.standard_normal((c, 1, *case["kernel"])).astype(dtype)
+    bias = rng.standard_normal(c).astype(dtype)
+    compiled, reference = both(depthwise_round_trip, x, weight, bias, case["seed"], case["padding"])
+    out, dx, dweight, dbias = compiled
+    # the forward sums the same products in the same order; backward reorders the weight sums
+    np.testing.assert_array_equal(out, reference[0])
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(dx, reference[1], rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(dweight, reference[2], rtol=rtol, atol=rtol * np.abs(x).sum())
+    np.testing.assert_array_equal(dbias, reference[3])
+
+
+def test_strided_depthwise_convolution_keeps_the_numpy_kernel(rng):
+    x = rng.standard_normal((2, 3, 9, 9))
+    weight = rng.standard_normal((3, 1, 3, 3))
+    compiled, reference = both(conv2d, x, weight, stride=2, padding=1, groups=3)
+    np.testing.assert_array_equal(compiled[0], reference[0])
+
+
+def test_environment_variable_selects_the_numpy_kernels():
+    code = "from cnnkit.functional import _compiled; print(_compiled.ENABLED)"
+    for value, expected in (("numpy", "False"), ("auto", "True")):
+        env = dict(os.environ, CNNKIT_KERNELS=value)
+        result = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        assert result.stdout.strip() == expected
