@@ -26,11 +26,12 @@ Method
   steal a core from the torch call that follows (which made torch look up to 8x slower).
   The xception case gets at most 3 repeats (a NumPy call takes seconds).
 * Threads. ``--threads T`` (default ``os.cpu_count()``) sets ``torch.set_num_threads(T)`` and
-  limits NumPy's BLAS (OpenBLAS) pool with ``threadpoolctl.threadpool_limits(T, "blas")``.
-  Without threadpoolctl, set ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS`` in the environment
-  before starting Python (BLAS reads them once, at import). With T > 1 on a machine that other
-  jobs keep busy, both libraries lose time waiting for descheduled worker threads (cnnkit more,
-  as it makes many small BLAS calls); ``--threads 1`` gives steadier numbers there.
+  limits NumPy's BLAS (OpenBLAS) pool with ``threadpoolctl.threadpool_limits(T, "blas")``;
+  cnnkit's compiled kernels run on one thread. ``CNNKIT_KERNELS=numpy`` times the NumPy kernels
+  alone.
+  With T > 1 on a machine that other jobs keep busy, both libraries lose time waiting for
+  descheduled worker threads (cnnkit more, as it makes many small BLAS calls); ``--threads 1``
+  gives steadier numbers there.
 * Peak memory, one extra call of each side, with the same definition for both: the highest
   total size of the buffers allocated *during the call* that are alive at the same time
   (arrays/tensors that existed before the call, weights and inputs among them, do not count).
@@ -65,9 +66,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from threadpoolctl import threadpool_limits
 from torch import nn
 
 import cnnkit as ck
+from cnnkit.functional import _compiled
 from cnnkit.models import (
     BasicBlock,
     GlobalMaxPool2d,
@@ -618,6 +621,9 @@ def machine_info(threads: int) -> dict:
         "numpy": np.__version__,
         "torch": torch.__version__,
         "blas": blas_info(),
+        "kernels": (
+            f"compiled (numba {_compiled.numba.__version__})" if _compiled.ENABLED else "NumPy"
+        ),
         "load_avg_start": os.getloadavg(),
     }
 
@@ -674,7 +680,8 @@ def mirror_notes(rows: list[dict]) -> list[str]:
 def report(info: dict, command: str, rows: list[dict], seconds: float) -> str:
     head = (
         f"cnnkit vs torch on {info['cpu']}, {info['cores']} cores, {info['threads']} threads; "
-        f"python {info['python']}, numpy {info['numpy']}, torch {info['torch']}; {info['blas']}\n"
+        f"python {info['python']}, numpy {info['numpy']}, torch {info['torch']}; {info['blas']}; "
+        f"cnnkit kernels: {info['kernels']}\n"
         f"command: {command}\n"
         f"load average (1, 5, 15 min) at start {fmt_load(info['load_avg_start'])}, "
         f"at end {fmt_load(info['load_avg_end'])}; total {seconds:.0f} s"
@@ -715,21 +722,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def limit_threads(threads: int):
-    """Limit torch's and NumPy's BLAS thread pools; returns the threadpoolctl limiter (or None)."""
-    torch.set_num_threads(threads)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        print(
-            "threadpoolctl not installed: NumPy's BLAS uses OPENBLAS_NUM_THREADS/OMP_NUM_THREADS "
-            "from the environment",
-            file=sys.stderr,
-        )
-        return None
-    return threadpool_limits(limits=threads, user_api="blas")
-
-
 def run(args: argparse.Namespace) -> list[dict]:
     results = []
     for case in args.cases:
@@ -757,11 +749,12 @@ def run(args: argparse.Namespace) -> list[dict]:
 def main(argv=None) -> None:
     args = parse_args(argv)
     command = "python " + shlex.join(sys.argv if argv is None else ["bench/bench.py", *argv])
-    limiter = limit_threads(args.threads)
-    info = machine_info(args.threads)
-    start = time.perf_counter()
-    rows = run(args)
-    seconds = time.perf_counter() - start
+    torch.set_num_threads(args.threads)
+    with threadpool_limits(limits=args.threads, user_api="blas"):
+        info = machine_info(args.threads)
+        start = time.perf_counter()
+        rows = run(args)
+        seconds = time.perf_counter() - start
     info["load_avg_end"] = os.getloadavg()
     print(report(info, command, rows, seconds))
     if args.json:
@@ -769,8 +762,6 @@ def main(argv=None) -> None:
             json.dump(
                 {"machine": info, "command": command, "seconds": seconds, "rows": rows}, f, indent=2
             )
-    if limiter is not None:
-        limiter.restore_original_limits()
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import traceback
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from cnnkit import __version__, models
 from cnnkit.data import DataLoader, DatasetError, describe_datasets, load_dataset
@@ -28,7 +29,6 @@ from cnnkit.io import (
     load_pretrained,
 )
 from cnnkit.recipe import AUGMENTATIONS, OPTIMIZERS, SCHEDULES, RunError, TrainSettings, run
-from cnnkit.threads import limit_threads
 from cnnkit.train import TrainingDiverged, evaluate, predict_proba
 from cnnkit.weights import LAYOUTS, WeightsError
 
@@ -213,8 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--threads",
         type=_positive(int),
-        help="threads for NumPy's BLAS and the compiled kernels (default: all cores); 1 is much "
-        "faster when other jobs share the CPUs",
+        help="BLAS threads for NumPy (default: all cores); 1 is much faster when other jobs "
+        "share the CPUs",
     )
     train.add_argument(
         "--distributed",
@@ -356,12 +356,12 @@ def start_distributed() -> Communicator:
 
 def command_train(args) -> int:
     if not (args.distributed or launched_ranks() > 1):
-        with limit_threads(args.threads):
+        with threadpool_limits(args.threads):
             return train_with_settings(args, communicator=None)
     communicator = start_distributed()
     threads = args.threads or max(1, (os.cpu_count() or 1) // communicator.local_size())
     try:
-        with limit_threads(threads):
+        with threadpool_limits(threads):
             return train_with_settings(args, communicator)
     except Exception as error:
         if communicator.size == 1:

@@ -9,13 +9,9 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from cnnkit.functional import _compiled
-
 # `pytest -n 2` runs two workers on two cores: one BLAS thread each avoids oversubscription,
 # under which OpenBLAS's spinning threads make small GEMMs many times slower.
 threadpool_limits(1)
-if _compiled.numba is not None:
-    _compiled.numba.set_num_threads(1)
 
 
 @pytest.fixture

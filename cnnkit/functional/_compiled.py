@@ -1,8 +1,8 @@
 """Compiled loops (numba) for the kernels that NumPy can only run as kH*kW passes over memory.
 
 Max pooling, depthwise convolution, im2col and col2im touch each input kH*kW times when written
-with whole-array NumPy slices; these loops visit every output once, in parallel over image
-planes or column rows. They compute exactly what the NumPy code in pool.py and conv.py computes
+with whole-array NumPy slices (or go through NumPy's general strided copy); these loops visit
+every output once. They compute exactly what the NumPy code in pool.py and conv.py computes
 (the NumPy code stays the reference: tests/test_compiled.py compares the two), and are used when
 numba is installed (``pip install 'cnnkit[fast]'``) unless ``CNNKIT_KERNELS=numpy`` is set.
 """
@@ -22,10 +22,14 @@ ENABLED = numba is not None and os.environ.get("CNNKIT_KERNELS", "auto").lower()
 
 
 def _compile(function, fastmath=False):
-    """numba.njit(parallel, cached), or None without numba."""
+    """numba.njit (cached on disk), or None without numba.
+
+    The loops run on the calling thread: parallel numba threads competed with OpenBLAS' spinning
+    worker threads between the GEMMs of a training step and made it slower, not faster.
+    """
     if numba is None:
         return None
-    return numba.njit(parallel=True, cache=True, fastmath=fastmath, nogil=True)(function)
+    return numba.njit(cache=True, fastmath=fastmath, nogil=True)(function)
 
 
 def _max_pool_forward(x, kernel_h, kernel_w, stride_h, stride_w, top, left, first_tap, out, argmax):
@@ -37,7 +41,7 @@ def _max_pool_forward(x, kernel_h, kernel_w, stride_h, stride_w, top, left, firs
     """
     n_images, channels, height, width = x.shape
     out_h, out_w = out.shape[2], out.shape[3]
-    for plane in numba.prange(n_images * channels):
+    for plane in range(n_images * channels):
         n, c = plane // channels, plane % channels
         for i in range(out_h):
             top_row = i * stride_h - top
@@ -63,7 +67,7 @@ def _max_pool_backward(dout, argmax, kernel_w, stride_h, stride_w, top, left, dx
     """dx[window's winner] += dout, for every output (dx zero on entry; winners lie inside)."""
     n_images, channels = dout.shape[0], dout.shape[1]
     out_h, out_w = dout.shape[2], dout.shape[3]
-    for plane in numba.prange(n_images * channels):
+    for plane in range(n_images * channels):
         n, c = plane // channels, plane % channels
         for i in range(out_h):
             for j in range(out_w):
@@ -82,7 +86,7 @@ def _depthwise_forward(xp, weight, out):
     n_images, channels = xp.shape[0], xp.shape[1]
     kernel_h, kernel_w = weight.shape[2], weight.shape[3]
     out_h, out_w = out.shape[2], out.shape[3]
-    for plane in numba.prange(n_images * channels):
+    for plane in range(n_images * channels):
         n, c = plane // channels, plane % channels
         row = np.empty(out_w, dtype=out.dtype)
         for i in range(out_h):
@@ -98,12 +102,12 @@ def _depthwise_forward(xp, weight, out):
 def _depthwise_backward(dout, xp, weight, dxp, dweight):
     """dxp[n,c,i+u,j+v] += dout * weight[c,0,u,v]; dweight[c,0,u,v] = sum dout * xp (stride 1).
 
-    dxp and dweight are zero on entry; channels run in parallel, so no two threads share them.
+    dxp and dweight are zero on entry.
     """
     n_images, channels = xp.shape[0], xp.shape[1]
     kernel_h, kernel_w = weight.shape[2], weight.shape[3]
     out_h, out_w = dout.shape[2], dout.shape[3]
-    for c in numba.prange(channels):
+    for c in range(channels):
         for n in range(n_images):
             for i in range(out_h):
                 for u in range(kernel_h):
@@ -117,7 +121,46 @@ def _depthwise_backward(dout, xp, weight, dxp, dweight):
                         dweight[c, 0, u, v] += total
 
 
+def _im2col(xp, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, cols):
+    """cols[(c, u, v), (n, i, j)] = xp[n, c, i*s + u*d, j*s + v*d]: conv._im2col for one group."""
+    n_images, channels = xp.shape[0], xp.shape[1]
+    taps = kernel_h * kernel_w
+    out_w = (xp.shape[3] - dilation_w * (kernel_w - 1) - 1) // stride_w + 1
+    out_h = cols.shape[1] // (n_images * out_w)
+    for row in range(channels * taps):
+        c, u, v = row // taps, (row % taps) // kernel_w, row % kernel_w
+        for n in range(n_images):
+            for i in range(out_h):
+                source = xp[n, c, i * stride_h + u * dilation_h]
+                target = cols[row, (n * out_h + i) * out_w : (n * out_h + i + 1) * out_w]
+                for j in range(out_w):
+                    target[j] = source[j * stride_w + v * dilation_w]
+
+
+def _col2im(cols, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, dxp):
+    """dxp (N, C, Hp, Wp) = sum of every column entry at its input position: conv._col2im.
+
+    dxp is zero on entry.
+    """
+    n_images, channels = dxp.shape[0], dxp.shape[1]
+    taps = kernel_h * kernel_w
+    out_w = (dxp.shape[3] - dilation_w * (kernel_w - 1) - 1) // stride_w + 1
+    out_h = cols.shape[1] // (n_images * out_w)
+    for c in range(channels):
+        for u in range(kernel_h):
+            for v in range(kernel_w):
+                row = c * taps + u * kernel_w + v
+                for n in range(n_images):
+                    for i in range(out_h):
+                        target = dxp[n, c, i * stride_h + u * dilation_h]
+                        source = cols[row, (n * out_h + i) * out_w : (n * out_h + i + 1) * out_w]
+                        for j in range(out_w):
+                            target[j * stride_w + v * dilation_w] += source[j]
+
+
 max_pool_forward = _compile(_max_pool_forward)
 max_pool_backward = _compile(_max_pool_backward)
 depthwise_forward = _compile(_depthwise_forward)
 depthwise_backward = _compile(_depthwise_backward, fastmath={"reassoc"})
+im2col = _compile(_im2col)
+col2im = _compile(_col2im)

@@ -34,6 +34,7 @@ from cnnkit.functional._args import (
     unpad_hw,
     window_slice,
 )
+from cnnkit.functional._scratch import scratch
 
 COLUMN_BUDGET_BYTES = 64 * 2**20
 
@@ -208,6 +209,28 @@ def conv2d_backward(
     return unpad_hw(dxp, cache.padding), dweight, dbias
 
 
+def _columns(xp, groups, kernel, stride, dilation, out_hw) -> np.ndarray:
+    """im2col of a tile into the column scratch buffer: (groups, C/groups*kH*kW, N*Ho*Wo)."""
+    n, c = xp.shape[:2]
+    rows, width = c * kernel[0] * kernel[1], n * out_hw[0] * out_hw[1]
+    cols = scratch("conv columns", (groups, rows // groups, width), xp.dtype)
+    if _compiled.ENABLED:
+        _compiled.im2col(xp, *kernel, *stride, *dilation, cols.reshape(rows, width))
+    else:
+        np.copyto(cols, _im2col(xp, groups, kernel, stride, dilation, out_hw))
+    return cols
+
+
+def _add_columns_back(dcols, dxp, kernel, stride, dilation, out_hw) -> None:
+    """col2im of a tile into dxp (N, C, Hp, Wp), compiled when available."""
+    if _compiled.ENABLED:
+        dxp[...] = 0
+        _compiled.col2im(dcols.reshape(-1, dcols.shape[-1]), *kernel, *stride, *dilation, dxp)
+        return
+    summed = _col2im(dcols, dxp.shape, kernel, stride, dilation, out_hw)
+    dxp[...] = summed.transpose(1, 0, 2, 3)
+
+
 def _grouped_forward(xp, weight, groups, stride, dilation, out_hw) -> np.ndarray:
     n = xp.shape[0]
     c_out, cg, kh, kw = weight.shape
@@ -217,9 +240,10 @@ def _grouped_forward(xp, weight, groups, stride, dilation, out_hw) -> np.ndarray
     tile = _tile_size(groups * k * out_hw[0] * out_hw[1] * xp.itemsize, n)
     for start in range(0, n, tile):
         stop = min(start + tile, n)
-        cols = _im2col(xp[start:stop], groups, (kh, kw), stride, dilation, out_hw)
-        result = np.matmul(w_groups, cols).reshape(c_out, stop - start, out_hw[0], out_hw[1])
-        out[start:stop] = result.transpose(1, 0, 2, 3)
+        cols = _columns(xp[start:stop], groups, (kh, kw), stride, dilation, out_hw)
+        result = scratch("conv product", (groups, c_out // groups, cols.shape[2]), xp.dtype)
+        np.matmul(w_groups, cols, out=result)
+        out[start:stop] = result.reshape(c_out, stop - start, *out_hw).transpose(1, 0, 2, 3)
     return out
 
 
@@ -233,12 +257,15 @@ def _grouped_backward(dout, xp, weight, groups, stride, dilation, out_hw):
     tile = _tile_size(groups * k * out_hw[0] * out_hw[1] * xp.itemsize, n)
     for start in range(0, n, tile):
         stop = min(start + tile, n)
-        cols = _im2col(xp[start:stop], groups, (kh, kw), stride, dilation, out_hw)
-        dout_groups = dout[start:stop].transpose(1, 0, 2, 3).reshape(groups, c_out // groups, -1)
+        cols = _columns(xp[start:stop], groups, (kh, kw), stride, dilation, out_hw)
+        width = cols.shape[2]
+        grads = scratch("conv upstream", (c_out, stop - start, *out_hw), xp.dtype)
+        np.copyto(grads, dout[start:stop].transpose(1, 0, 2, 3))
+        dout_groups = grads.reshape(groups, c_out // groups, width)
         dweight += np.matmul(dout_groups, cols.transpose(0, 2, 1))
-        dcols = np.matmul(w_groups.transpose(0, 2, 1), dout_groups)
-        summed = _col2im(dcols, xp[start:stop].shape, (kh, kw), stride, dilation, out_hw)
-        dxp[start:stop] = summed.transpose(1, 0, 2, 3)
+        dcols = scratch("conv product", (groups, k, width), xp.dtype)
+        np.matmul(w_groups.transpose(0, 2, 1), dout_groups, out=dcols)
+        _add_columns_back(dcols, dxp[start:stop], (kh, kw), stride, dilation, out_hw)
     return dxp, dweight.reshape(weight.shape)
 
 
