@@ -10,7 +10,8 @@ The general path is im2col (a strided view of every receptive field, copied into
 tile by tile so that the buffer stays under ``COLUMN_BUDGET_BYTES``) followed by one batched GEMM;
 the gradient of the input goes back through col2im as kH*kW strided slice-adds. Depthwise
 convolution (groups == C_in == C_out) takes kH*kW shifted multiply-adds instead, or, with numba
-installed, the single-pass loops of cnnkit.functional._compiled.
+installed, the single-pass loops of cnnkit.functional._compiled. A 1x1 convolution with stride 1
+is a plain GEMM per image, with no im2col.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from cnnkit.functional._args import (
 )
 from cnnkit.functional._scratch import scratch
 
-COLUMN_BUDGET_BYTES = 64 * 2**20
+COLUMN_BUDGET_BYTES = 4 * 2**20
 
 
 @dataclass
@@ -95,6 +96,10 @@ def _validate(x, weight, bias, groups) -> None:
 
 def _is_depthwise(x: np.ndarray, weight: np.ndarray, groups: int) -> bool:
     return groups == x.shape[1] == weight.shape[0] and groups > 1
+
+
+def _is_pointwise(x: np.ndarray, weight: np.ndarray, groups: int, stride) -> bool:
+    return weight.shape[2:] == (1, 1) and groups == 1 and stride == (1, 1)
 
 
 def _tile_size(per_image_bytes: int, batch: int) -> int:
@@ -178,6 +183,8 @@ def conv2d(
     )
     if _is_depthwise(x, weight, groups):
         out = _depthwise_forward(xp, weight, stride, dilation, out_hw)
+    elif _is_pointwise(xp, weight, groups, stride):
+        out = _pointwise_forward(xp, weight)
     else:
         out = _grouped_forward(xp, weight, groups, stride, dilation, out_hw)
     if bias is not None:
@@ -201,6 +208,8 @@ def conv2d_backward(
     out_hw = dout.shape[2:]
     if _is_depthwise(xp, weight, cache.groups):
         dxp, dweight = _depthwise_backward(dout, xp, weight, cache.stride, cache.dilation, out_hw)
+    elif _is_pointwise(xp, weight, cache.groups, cache.stride):
+        dxp, dweight = _pointwise_backward(dout, xp, weight)
     else:
         dxp, dweight = _grouped_backward(
             dout, xp, weight, cache.groups, cache.stride, cache.dilation, out_hw
@@ -267,6 +276,23 @@ def _grouped_backward(dout, xp, weight, groups, stride, dilation, out_hw):
         np.matmul(w_groups.transpose(0, 2, 1), dout_groups, out=dcols)
         _add_columns_back(dcols, dxp[start:stop], (kh, kw), stride, dilation, out_hw)
     return dxp, dweight.reshape(weight.shape)
+
+
+def _pointwise_forward(xp, weight) -> np.ndarray:
+    """1x1 convolution, stride 1: y[n] = W (C_out, C_in) @ x[n] (C_in, H*W), one GEMM per image."""
+    n, c, h, w = xp.shape
+    product = np.matmul(weight.reshape(weight.shape[0], c), xp.reshape(n, c, h * w))
+    return product.reshape(n, weight.shape[0], h, w)
+
+
+def _pointwise_backward(dout, xp, weight):
+    """dx[n] = W^T @ dy[n];  dW = sum_n dy[n] @ x[n]^T (the 1x1 case of the general backward)."""
+    n, c, h, w = xp.shape
+    c_out = weight.shape[0]
+    grads = np.ascontiguousarray(dout).reshape(n, c_out, h * w)
+    dx = np.matmul(weight.reshape(c_out, c).T, grads).reshape(xp.shape)
+    dweight = np.matmul(grads, xp.reshape(n, c, h * w).transpose(0, 2, 1)).sum(axis=0)
+    return dx, dweight.reshape(weight.shape)
 
 
 def _depthwise_forward(xp, weight, stride, dilation, out_hw) -> np.ndarray:
