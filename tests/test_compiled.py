@@ -135,3 +135,65 @@ def test_environment_variable_selects_the_numpy_kernels():
             [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
         )
         assert result.stdout.strip() == expected
+
+
+conv_case = st.fixed_dictionaries(
+    {
+        "n": st.integers(1, 3),
+        "groups": st.sampled_from([1, 2]),
+        "c_per_group": st.integers(1, 3),
+        "out_per_group": st.integers(1, 3),
+        "h": st.integers(4, 9),
+        "w": st.integers(4, 9),
+        "kernel": st.sampled_from([(1, 1), (3, 3), (2, 3)]),
+        "stride": st.sampled_from([1, 2, (2, 1)]),
+        "dilation": st.sampled_from([1, 2]),
+        "padding": st.sampled_from([0, 1, "same"]),
+        "dtype": st.sampled_from([np.float32, np.float64]),
+        "seed": st.integers(0, 2**16),
+    }
+)
+
+
+def conv_round_trip(x, weight, dout_seed, **options):
+    out, cache = conv2d(x, weight, **options)
+    dout = np.random.default_rng(dout_seed).standard_normal(out.shape).astype(x.dtype)
+    return (out, *conv2d_backward(dout, cache)[:2])
+
+
+@settings(max_examples=80, deadline=None)
+@given(conv_case)
+def test_compiled_im2col_and_col2im_equal_numpy_in_general_convolution(case):
+    rng = np.random.default_rng(case["seed"])
+    groups, dtype = case["groups"], case["dtype"]
+    c_in, c_out = groups * case["c_per_group"], groups * case["out_per_group"]
+    x = rng.standard_normal((case["n"], c_in, case["h"], case["w"])).astype(dtype)
+    weight = rng.standard_normal((c_out, c_in // groups, *case["kernel"])).astype(dtype)
+    options = dict(
+        stride=case["stride"], padding=case["padding"], dilation=case["dilation"], groups=groups
+    )
+    compiled, reference = both(conv_round_trip, x, weight, case["seed"], **options)
+    # the same columns go into the same GEMMs (BLAS may round the last bit differently for
+    # buffers at other addresses), and col2im adds the taps in the same order
+    rtol = 1e-6 if dtype == np.float32 else 1e-13
+    for ours, theirs in zip(compiled, reference, strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=rtol * np.abs(theirs).max())
+
+
+def test_scratch_buffers_are_reused_per_purpose_and_thread():
+    import threading
+
+    from cnnkit.functional._scratch import scratch
+
+    first = scratch("test a", (4, 5), np.float32)
+    again = scratch("test a", (2, 3), np.float64)
+    assert first.shape == (4, 5) and again.shape == (2, 3) and again.dtype == np.float64
+    assert np.shares_memory(first, again)
+    assert not np.shares_memory(first, scratch("test b", (4, 5), np.float32))
+    grown = scratch("test a", (100,), np.float64)
+    assert grown.nbytes == 800 and not np.shares_memory(grown, first)
+    other_thread = []
+    worker = threading.Thread(target=lambda: other_thread.append(scratch("test a", (100,), float)))
+    worker.start()
+    worker.join()
+    assert not np.shares_memory(other_thread[0], grown)
