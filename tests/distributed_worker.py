@@ -45,6 +45,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--checkpoint")
     parser.add_argument("--resume")
     parser.add_argument("--out", required=True)
+    parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--kill-rank", type=int)
     parser.add_argument("--kill-after-epoch", type=int, default=1)
     return parser.parse_args()
@@ -74,7 +75,7 @@ def main() -> None:
         shard=None if communicator is None else (rank, size),
     )
     optimizer = optim.SGD(
-        model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-4
+        model.parameters(), lr=args.lr, momentum=0.9, nesterov=True, weight_decay=1e-4
     )
     scheduler = optim.CosineAnnealingLR(optimizer, T_max=4)
     callbacks = [] if args.kill_rank != rank else [KillRank(args.kill_after_epoch)]

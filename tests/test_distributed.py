@@ -159,6 +159,17 @@ def test_killed_rank_stops_the_job_and_leaves_a_whole_checkpoint(tmp_path):
 
 
 @needs_mpi
+def test_diverging_loss_stops_every_rank_at_the_same_step(tmp_path):
+    command = [sys.executable, str(WORKER), "--out", str(tmp_path / "never.npz")]
+    command += ["--model", "lenet5", "--lr", "1e30", "--epochs", "3"]
+    result = launch(command, 2)
+    assert result.returncode != 0
+    stops = [line for line in result.stderr.splitlines() if "TrainingDiverged" in line]
+    assert len(stops) == 2 and stops[0] == stops[1], result.stderr
+    assert "training stopped before the update" in stops[0]
+
+
+@needs_mpi
 def test_cli_trains_on_two_ranks_writes_once_and_resumes_on_one(tmp_path):
     out = tmp_path / "run"
     command = [*CNNKIT, "train", "--epochs", "1", "--out", str(out), "--no-progress"]
