@@ -1,11 +1,12 @@
 """Pooling forward and backward passes: max, average, adaptive average and global average.
 
 Max and average pooling visit the kH*kW taps of the window as whole-array shifted slices (no Python
-loop over windows): max pooling keeps a running maximum and the index of the tap that produced it
-(as PyTorch's CPU kernel does: the first maximum in row-major window order wins ties, a NaN always
-wins, and a window of -inf picks its first input inside the padding), so its backward pass routes
-each gradient to exactly one input with one masked slice-add per tap. With numba installed, the
-max-pool loops of cnnkit.functional._compiled do the same in one pass.
+loop over windows). Max pooling keeps a running maximum; for the backward pass it finds the index
+of the tap that produced it (as PyTorch's CPU kernel does: the first maximum in row-major window
+order wins ties, a NaN always wins, and a window of -inf picks its first input inside the
+padding), and routes each gradient to exactly one input with one masked slice-add per tap. With
+numba installed, the loops of cnnkit.functional._compiled find the winners and route the
+gradients in one pass.
 """
 
 from __future__ import annotations
@@ -66,44 +67,62 @@ def _geometry(x, kernel_size, stride, padding, op) -> PoolGeometry:
 
 @dataclass
 class MaxPool2dCache:
-    """Index of the winning tap for every output, and the geometry."""
+    """The input and the geometry; each window's winning tap is found when backward needs it."""
 
-    argmax: np.ndarray
+    source: np.ndarray
     padded_shape: tuple[int, ...]
     geometry: PoolGeometry
+    argmax: np.ndarray | None = None
 
 
 def max_pool2d(
     x: np.ndarray, kernel_size, stride=None, padding=0
 ) -> tuple[np.ndarray, MaxPool2dCache]:
-    """y[n,c,i,j] = max over the window of x padded with -inf; stride defaults to kernel_size."""
+    """y[n,c,i,j] = max over the window of x padded with -inf; stride defaults to kernel_size.
+
+    The forward pass keeps only a running maximum (np.maximum propagates NaN, as PyTorch does);
+    which tap won is worked out by :func:`winning_taps` when the backward pass asks, so that
+    inference pays for none of it.
+    """
     geometry = _geometry(x, kernel_size, stride, padding, "max_pool2d")
-    (top, bottom), (left, right) = geometry.padding
-    padded_shape = x.shape[:2] + (x.shape[2] + top + bottom, x.shape[3] + left + right)
+    xp = pad_hw(x, geometry.padding, value=-np.inf)
+    out = np.full(x.shape[:2] + geometry.out_hw, -np.inf, dtype=x.dtype)
+    plane_bytes = geometry.out_hw[0] * geometry.out_hw[1] * x.itemsize
+    for images, channels in cache_blocks(*x.shape[:2], plane_bytes):
+        best, source = out[images, channels], xp[images, channels]
+        for _, _, rows, columns in geometry.taps():
+            np.maximum(best, source[:, :, rows, columns], out=best)
+    return out, MaxPool2dCache(x, xp.shape, geometry)
+
+
+def winning_taps(x: np.ndarray, geometry: PoolGeometry) -> np.ndarray:
+    """Index u * kW + v of the tap that wins each window, by PyTorch's CPU rules (module doc)."""
     if _compiled.ENABLED:
+        (top, _), (left, _) = geometry.padding
         out = np.empty(x.shape[:2] + geometry.out_hw, dtype=x.dtype)
         argmax = np.empty(out.shape, dtype=np.int32)
         first_tap = _first_inside_tap(geometry)
-        x = np.ascontiguousarray(x)
         kernel, stride = geometry.kernel, geometry.stride
+        x = np.ascontiguousarray(x)
         _compiled.max_pool_forward(x, *kernel, *stride, top, left, first_tap, out, argmax)
-        return out, MaxPool2dCache(argmax, padded_shape, geometry)
+        return argmax
     xp = pad_hw(x, geometry.padding, value=-np.inf)
-    out = np.full(x.shape[:2] + geometry.out_hw, -np.inf, dtype=x.dtype)
-    argmax = np.broadcast_to(_first_inside_tap(geometry), out.shape).copy()
+    best_so_far = np.full(x.shape[:2] + geometry.out_hw, -np.inf, dtype=x.dtype)
+    argmax = np.broadcast_to(_first_inside_tap(geometry), best_so_far.shape).copy()
     has_nan = bool(np.isnan(x).any())
     plane_bytes = geometry.out_hw[0] * geometry.out_hw[1] * x.itemsize
     for images, channels in cache_blocks(*x.shape[:2], plane_bytes):
-        best, winner, source = out[images, channels], argmax[images, channels], xp[images, channels]
+        best, winner = best_so_far[images, channels], argmax[images, channels]
+        source = xp[images, channels]
         better = np.empty(best.shape, dtype=bool)
         for u, v, rows, columns in geometry.taps():
             window = source[:, :, rows, columns]
             np.greater(window, best, out=better)
             if has_nan:
                 better |= np.isnan(window)
-            np.maximum(best, window, out=best)  # NaN wins, as in PyTorch
+            np.maximum(best, window, out=best)
             np.copyto(winner, u * geometry.kernel[1] + v, where=better)
-    return out, MaxPool2dCache(argmax, xp.shape, geometry)
+    return argmax
 
 
 def _first_inside_tap(geometry: PoolGeometry) -> np.ndarray:
@@ -117,6 +136,8 @@ def _first_inside_tap(geometry: PoolGeometry) -> np.ndarray:
 def max_pool2d_backward(dout: np.ndarray, cache: MaxPool2dCache) -> np.ndarray:
     """dL/dx: each output's gradient goes to the one input that was its maximum."""
     geometry = cache.geometry
+    if cache.argmax is None:
+        cache.argmax = winning_taps(cache.source, geometry)
     if _compiled.ENABLED:
         (top, bottom), (left, right) = geometry.padding
         n, c, hp, wp = cache.padded_shape
