@@ -98,7 +98,7 @@ def _is_depthwise(x: np.ndarray, weight: np.ndarray, groups: int) -> bool:
     return groups == x.shape[1] == weight.shape[0] and groups > 1
 
 
-def _is_pointwise(x: np.ndarray, weight: np.ndarray, groups: int, stride) -> bool:
+def _is_pointwise(weight: np.ndarray, groups: int, stride) -> bool:
     return weight.shape[2:] == (1, 1) and groups == 1 and stride == (1, 1)
 
 
@@ -183,7 +183,7 @@ def conv2d(
     )
     if _is_depthwise(x, weight, groups):
         out = _depthwise_forward(xp, weight, stride, dilation, out_hw)
-    elif _is_pointwise(xp, weight, groups, stride):
+    elif _is_pointwise(weight, groups, stride):
         out = _pointwise_forward(xp, weight)
     else:
         out = _grouped_forward(xp, weight, groups, stride, dilation, out_hw)
@@ -208,7 +208,7 @@ def conv2d_backward(
     out_hw = dout.shape[2:]
     if _is_depthwise(xp, weight, cache.groups):
         dxp, dweight = _depthwise_backward(dout, xp, weight, cache.stride, cache.dilation, out_hw)
-    elif _is_pointwise(xp, weight, cache.groups, cache.stride):
+    elif _is_pointwise(weight, cache.groups, cache.stride):
         dxp, dweight = _pointwise_backward(dout, xp, weight)
     else:
         dxp, dweight = _grouped_backward(
