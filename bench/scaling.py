@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import numpy as np
 from threadpoolctl import threadpool_limits
+from throughput import median_step_seconds
 
 import cnnkit as ck
 from cnnkit.train import Trainer
@@ -51,12 +50,7 @@ def seconds_per_image(name: str, batch: int) -> float:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, *model.default_input_shape)).astype(np.float32)
     y = rng.integers(0, model(x[:1]).shape[1], size=batch)
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        trainer.train_step(x, y)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[1:]) / batch
+    return median_step_seconds(trainer, x, y, steps=2, warmup=1) / batch
 
 
 def ring_allreduce_seconds(nbytes: int, ranks: int, gbps: float, latency: float) -> float:

@@ -41,6 +41,19 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def median_step_seconds(trainer: Trainer, x, y, steps: int, warmup: int) -> float:
+    """Median wall time of ``steps`` calls of trainer.train_step(x, y) after ``warmup`` calls."""
+
+    def step() -> float:
+        began = time.perf_counter()
+        trainer.train_step(x, y)
+        return time.perf_counter() - began
+
+    for _ in range(warmup):
+        step()
+    return statistics.median(step() for _ in range(steps))
+
+
 def main() -> None:
     args = parse_args()
     communicator = Communicator() if launched_ranks() > 1 else None
@@ -54,17 +67,10 @@ def main() -> None:
     x = rng.standard_normal((args.batch_size, *shape)).astype(np.float32)
     y = rng.integers(0, 10, size=args.batch_size)
     start, stop = shard_bounds(args.batch_size, rank, size)
-    x, y = x[start:stop], y[start:stop]
-
-    def step() -> float:
-        began = time.perf_counter()
-        trainer.train_step(x, y)
-        return time.perf_counter() - began
-
     with threadpool_limits(args.threads):
-        for _ in range(args.warmup):
-            step()
-        seconds = statistics.median(step() for _ in range(args.steps))
+        seconds = median_step_seconds(
+            trainer, x[start:stop], y[start:stop], args.steps, args.warmup
+        )
     if rank != 0:
         return
     rate = args.batch_size / seconds
