@@ -139,9 +139,8 @@ def max_pool2d_backward(dout: np.ndarray, cache: MaxPool2dCache) -> np.ndarray:
     if cache.argmax is None:
         cache.argmax = winning_taps(cache.source, geometry)
     if _compiled.ENABLED:
-        (top, bottom), (left, right) = geometry.padding
-        n, c, hp, wp = cache.padded_shape
-        dx = np.zeros((n, c, hp - top - bottom, wp - left - right), dtype=dout.dtype)
+        (top, _), (left, _) = geometry.padding
+        dx = np.zeros(cache.source.shape, dtype=dout.dtype)
         dout = np.ascontiguousarray(dout)
         kernel_w, stride = geometry.kernel[1], geometry.stride
         _compiled.max_pool_backward(dout, cache.argmax, kernel_w, *stride, top, left, dx)
