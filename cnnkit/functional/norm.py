@@ -120,8 +120,10 @@ def batch_norm(
     else:
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm in eval mode needs running_mean and running_var")
-        return _normalize_with_running_stats(x, running_mean, running_var, gamma, beta, eps)
+        mean, var = running_mean, running_var
     inv_std = (1 / np.sqrt(var + eps)).astype(x.dtype, copy=False)
+    if not training:
+        return _normalize_with_running_stats(x, mean, inv_std, gamma, beta)
     x_hat = centred
     x_hat *= _per_channel(inv_std, x.ndim)
     if gamma is None:
@@ -133,10 +135,9 @@ def batch_norm(
     return out, BatchNormCache(x_hat, inv_std, gamma, training, count, allreduce)
 
 
-def _normalize_with_running_stats(x, mean, var, gamma, beta, eps):
+def _normalize_with_running_stats(x, mean, inv_std, gamma, beta):
     """Eval mode as one affine map per channel: y = x * scale + shift, with
-    scale = gamma / sqrt(var + eps) and shift = beta - mean * scale (two passes over x)."""
-    inv_std = (1 / np.sqrt(var + eps)).astype(x.dtype, copy=False)
+    scale = gamma * inv_std and shift = beta - mean * scale (two passes over x)."""
     scale = inv_std if gamma is None else gamma * inv_std
     shift = -mean * scale if beta is None else beta - mean * scale
     out = x * _per_channel(scale.astype(x.dtype, copy=False), x.ndim)
