@@ -153,11 +153,11 @@ class DataLoader:
             raise ValueError(f"DataLoader shard must be (rank, size), got {shard!r}") from None
         if size < 1 or not 0 <= rank < size:
             raise ValueError(f"DataLoader shard must have 0 <= rank < size, got {shard!r}")
-        if min(self.batch_size, self.num_samples) < size:
+        largest = min(self.batch_size, self.num_samples)
+        if largest < size:
             raise ValueError(
-                f"DataLoader with {size} shards has batches of only "
-                f"{min(self.batch_size, self.num_samples)} samples, so some rank would get none; "
-                f"use a batch size >= {size}"
+                f"DataLoader with {size} shards has batches of only {largest} samples, so some "
+                f"rank would get none; use a batch size >= {size}"
             )
         last = 0 if self.drop_last else self.num_samples % self.batch_size
         if 0 < last < size:
