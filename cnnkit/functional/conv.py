@@ -11,7 +11,9 @@ tile by tile so that the buffer stays under ``COLUMN_BUDGET_BYTES``) followed by
 the gradient of the input goes back through col2im as kH*kW strided slice-adds. Depthwise
 convolution (groups == C_in == C_out) takes kH*kW shifted multiply-adds instead, or, with numba
 installed, the single-pass loops of cnnkit.functional._compiled. A 1x1 convolution with stride 1
-is a plain GEMM per image, with no im2col.
+is a plain GEMM per image, with no im2col. A dense stride-1 convolution gathers its columns
+from a flat, channel-major copy of the padded input instead, where every receptive-field row is
+one long contiguous run (cnnkit.functional._shifted_conv).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from cnnkit.functional import _compiled
+from cnnkit.functional import _compiled, _shifted_conv
 from cnnkit.functional._args import (
     Padding2d,
     cache_blocks,
@@ -51,6 +53,8 @@ class Conv2dCache:
     stride: tuple[int, int]
     dilation: tuple[int, int]
     groups: int
+    grid: np.ndarray | None = None
+    """The padded input laid out for the shifted-GEMM path, when the forward pass took it."""
 
 
 def conv2d_output_shape(
@@ -170,27 +174,38 @@ def conv2d(
     stride, dilation = pair(stride, "stride"), pair(dilation, "dilation")
     kernel = weight.shape[2:]
     pad = resolve_padding(padding, x.shape[2:], kernel, stride, dilation)
-    xp = pad_hw(x, pad)
+    padded_hw = (x.shape[2] + sum(pad[0]), x.shape[3] + sum(pad[1]))
     extent = tuple(dilation[i] * (kernel[i] - 1) + 1 for i in range(2))
-    if extent[0] > xp.shape[2] or extent[1] > xp.shape[3]:
+    if extent[0] > padded_hw[0] or extent[1] > padded_hw[1]:
         raise ValueError(
             f"conv2d kernel {tuple(kernel)} with dilation {dilation} spans {extent}, larger than "
-            f"the padded input {xp.shape[2:]} (input shape {x.shape}, padding {pad})"
+            f"the padded input {padded_hw} (input shape {x.shape}, padding {pad})"
         )
     out_hw = (
         output_size(x.shape[2], pad[0], kernel[0], stride[0], dilation[0]),
         output_size(x.shape[3], pad[1], kernel[1], stride[1], dilation[1]),
     )
-    if _is_depthwise(x, weight, groups):
-        out = _depthwise_forward(xp, weight, stride, dilation, out_hw)
-    elif _is_pointwise(weight, groups, stride):
-        out = _pointwise_forward(xp, weight)
+    grid = None
+    if _shifted_conv.applies(weight.shape, groups, stride, padded_hw, out_hw):
+        grid = _shifted_conv.input_grid(x, pad, kernel, dilation)
+        xp = _shifted_conv.padded_view(grid, (*x.shape[:2], *padded_hw))
+        out = _shifted_conv.forward(grid, weight, xp.shape, dilation, out_hw)
     else:
-        out = _grouped_forward(xp, weight, groups, stride, dilation, out_hw)
+        xp = pad_hw(x, pad)
+        out = _forward(xp, weight, groups, stride, dilation, out_hw)
     if bias is not None:
         out += bias[None, :, None, None]
-    cache = Conv2dCache(xp, weight, bias is not None, pad, stride, dilation, groups)
+    cache = Conv2dCache(xp, weight, bias is not None, pad, stride, dilation, groups, grid)
     return out, cache
+
+
+def _forward(xp, weight, groups, stride, dilation, out_hw) -> np.ndarray:
+    """The convolution of the padded input by the kernel that suits its shape."""
+    if _is_depthwise(xp, weight, groups):
+        return _depthwise_forward(xp, weight, stride, dilation, out_hw)
+    if _is_pointwise(weight, groups, stride):
+        return _pointwise_forward(xp, weight)
+    return _grouped_forward(xp, weight, groups, stride, dilation, out_hw)
 
 
 def conv2d_backward(
@@ -206,6 +221,12 @@ def conv2d_backward(
         )
     check_same_dtype("conv2d_backward", dout=dout, weight=weight)
     out_hw = dout.shape[2:]
+    dbias = dout.sum(axis=(0, 2, 3)) if cache.has_bias else None
+    if cache.grid is not None:
+        dx, dweight = _shifted_conv.backward(
+            dout, cache.grid, weight, xp.shape, cache.padding, cache.dilation
+        )
+        return dx, dweight, dbias
     if _is_depthwise(xp, weight, cache.groups):
         dxp, dweight = _depthwise_backward(dout, xp, weight, cache.stride, cache.dilation, out_hw)
     elif _is_pointwise(weight, cache.groups, cache.stride):
@@ -214,7 +235,6 @@ def conv2d_backward(
         dxp, dweight = _grouped_backward(
             dout, xp, weight, cache.groups, cache.stride, cache.dilation, out_hw
         )
-    dbias = dout.sum(axis=(0, 2, 3)) if cache.has_bias else None
     return unpad_hw(dxp, cache.padding), dweight, dbias
 
 

@@ -1,0 +1,128 @@
+"""The flat-grid path of stride-1 convolution computes what the im2col path computes.
+
+conv2d sends a dense stride-1 convolution with C_out <= 2 C_in to cnnkit.functional.
+_shifted_conv; every other test runs whichever path a shape selects. Here the same inputs go
+through both paths (the im2col one forced by switching the selection off), over random shapes,
+paddings, dilations and chunk boundaries, and the flat-grid gradients are checked against
+central differences.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from cnnkit.functional import _shifted_conv
+from cnnkit.functional._args import pair, resolve_padding
+from cnnkit.functional.conv import conv2d, conv2d_backward
+from cnnkit.gradcheck import assert_gradcheck
+
+
+def round_trip(x, weight, bias, dout_seed, **options):
+    out, cache = conv2d(x, weight, bias, **options)
+    dout = np.random.default_rng(dout_seed).standard_normal(out.shape).astype(x.dtype)
+    dx, dweight, dbias = conv2d_backward(dout, cache)
+    return cache.grid is not None, (out, dx, dweight, dbias)
+
+
+flat_grid_case = st.fixed_dictionaries(
+    {
+        "n": st.integers(1, 3),
+        "c_in": st.integers(1, 6),
+        "widening": st.sampled_from([0.5, 1, 2]),
+        "h": st.integers(4, 10),
+        "w": st.integers(4, 10),
+        "kernel": st.sampled_from([(3, 3), (2, 3), (5, 5), (3, 1)]),
+        "dilation": st.sampled_from([1, 2, (1, 2)]),
+        "padding": st.sampled_from([1, 2, "same", ((1, 0), (2, 1))]),
+        "bias": st.booleans(),
+        "dtype": st.sampled_from([np.float32, np.float64]),
+        "seed": st.integers(0, 2**16),
+    }
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=flat_grid_case)
+def test_flat_grid_path_equals_im2col_path(case):
+    rng = np.random.default_rng(case["seed"])
+    dtype = case["dtype"]
+    c_out = max(1, int(case["c_in"] * case["widening"]))
+    x = rng.standard_normal((case["n"], case["c_in"], case["h"], case["w"])).astype(dtype)
+    weight = rng.standard_normal((c_out, case["c_in"], *case["kernel"])).astype(dtype)
+    bias = rng.standard_normal(c_out).astype(dtype) if case["bias"] else None
+    options = dict(padding=case["padding"], dilation=case["dilation"])
+    dilation = pair(case["dilation"], "dilation")
+    pad = resolve_padding(case["padding"], x.shape[2:], case["kernel"], (1, 1), dilation)
+    for axis in range(2):
+        extent = dilation[axis] * (case["kernel"][axis] - 1) + 1
+        assume(extent <= x.shape[2 + axis] + sum(pad[axis]))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_shifted_conv, "CHUNK_BYTES", 1)  # chunks of 256 columns, a ragged last
+        took_grid, ours = round_trip(x, weight, bias, case["seed"], **options)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_shifted_conv, "applies", lambda *args: False)
+        took_columns, reference = round_trip(x, weight, bias, case["seed"], **options)
+    assert not took_columns
+    if not took_grid:  # a border that wastes over 2x the arithmetic keeps the im2col path
+        return
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    for got, expected in zip(ours, reference, strict=True):
+        if expected is None:
+            assert got is None
+            continue
+        assert got.dtype == dtype and got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
+
+
+def test_flat_grid_gradients_match_central_differences(rng):
+    x = rng.standard_normal((2, 4, 6, 5))
+    weight = rng.standard_normal((6, 4, 3, 2))
+    bias = rng.standard_normal(6)
+    options = dict(padding=((1, 1), (0, 1)), dilation=(1, 2))
+    assert conv2d(x, weight, bias, **options)[1].grid is not None
+    assert_gradcheck((lambda *arrays: conv2d(*arrays, **options), conv2d_backward), x, weight, bias)
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "weight_shape", "options", "expected"),
+    [
+        ((8, 16, 32, 32), (16, 16, 3, 3), {"padding": 1}, True),  # ResNet stage 1
+        ((8, 32, 14, 14), (64, 32, 3, 3), {"padding": 1}, True),  # widening 2x
+        ((8, 3, 32, 32), (16, 3, 3, 3), {"padding": 1}, False),  # first layer, 5x wider
+        ((8, 16, 32, 32), (16, 16, 3, 3), {"padding": 1, "stride": 2}, False),
+        ((8, 16, 32, 32), (16, 16, 1, 1), {}, False),  # 1x1: its own GEMM
+        ((8, 16, 32, 32), (16, 8, 3, 3), {"padding": 1, "groups": 2}, False),
+        ((8, 16, 2, 2), (16, 16, 3, 3), {"padding": 1}, False),  # border is 4x the output
+    ],
+)
+def test_the_flat_grid_path_is_chosen_by_shape(x_shape, weight_shape, options, expected):
+    x = np.zeros(x_shape, dtype=np.float32)
+    cache = conv2d(x, np.zeros(weight_shape, dtype=np.float32), **options)[1]
+    assert (cache.grid is not None) is expected
+
+
+def test_flat_grid_results_do_not_share_the_scratch_buffers(rng):
+    weight = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+    first_x, second_x = rng.standard_normal((2, 2, 8, 7, 7)).astype(np.float32)
+    first, first_cache = conv2d(first_x, weight, padding=1)
+    first_dx, first_dw, _ = conv2d_backward(np.ones_like(first), first_cache)
+    kept = first.copy(), first_dx.copy(), first_dw.copy()
+    second, second_cache = conv2d(second_x, weight, padding=1)
+    conv2d_backward(2 * np.ones_like(second), second_cache)
+    for array, copy in zip((first, first_dx, first_dw), kept, strict=True):
+        np.testing.assert_array_equal(array, copy)
+
+
+def test_flat_grid_backward_takes_a_non_contiguous_upstream_gradient(rng):
+    x = rng.standard_normal((3, 8, 6, 6))
+    weight = rng.standard_normal((8, 8, 3, 3))
+    out, cache = conv2d(x, weight, padding=1)
+    dout = rng.standard_normal((6, 6, 8, 3)).transpose(3, 2, 1, 0)
+    assert dout.shape == out.shape and not dout.flags.c_contiguous
+    got = conv2d_backward(dout, cache)
+    expected = conv2d_backward(np.ascontiguousarray(dout), cache)
+    for a, b in zip(got[:2], expected[:2], strict=True):
+        np.testing.assert_array_equal(a, b)
