@@ -81,22 +81,24 @@ def _depthwise_forward(xp, weight, out):
     """out[n,c,i,j] = sum_{u,v} xp[n, c, i + u, j + v] * weight[c, 0, u, v] (stride 1).
 
     Taps are added in the NumPy kernel's order (u, then v), so every output is the same sum of
-    the same products as in conv._depthwise_forward.
+    the same products as in conv._depthwise_forward. The innermost loop runs over contiguous
+    1-D row views, which LLVM vectorises.
     """
     n_images, channels = xp.shape[0], xp.shape[1]
     kernel_h, kernel_w = weight.shape[2], weight.shape[3]
     out_h, out_w = out.shape[2], out.shape[3]
     for plane in range(n_images * channels):
         n, c = plane // channels, plane % channels
-        row = np.empty(out_w, dtype=out.dtype)
         for i in range(out_h):
+            row = out[n, c, i]
             row[:] = 0
             for u in range(kernel_h):
+                line = xp[n, c, i + u]
                 for v in range(kernel_w):
                     tap = weight[c, 0, u, v]
+                    window = line[v : v + out_w]
                     for j in range(out_w):
-                        row[j] += xp[n, c, i + u, v + j] * tap
-            out[n, c, i, :] = row
+                        row[j] += window[j] * tap
 
 
 def _depthwise_backward(dout, xp, weight, dxp, dweight):
@@ -110,14 +112,16 @@ def _depthwise_backward(dout, xp, weight, dxp, dweight):
     for c in range(channels):
         for n in range(n_images):
             for i in range(out_h):
+                grad = dout[n, c, i]
                 for u in range(kernel_h):
+                    line, dline = xp[n, c, i + u], dxp[n, c, i + u]
                     for v in range(kernel_w):
                         tap = weight[c, 0, u, v]
+                        window, dwindow = line[v : v + out_w], dline[v : v + out_w]
                         total = dweight.dtype.type(0)
                         for j in range(out_w):
-                            grad = dout[n, c, i, j]
-                            dxp[n, c, i + u, v + j] += grad * tap
-                            total += grad * xp[n, c, i + u, v + j]
+                            dwindow[j] += grad[j] * tap
+                            total += grad[j] * window[j]
                         dweight[c, 0, u, v] += total
 
 
