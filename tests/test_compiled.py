@@ -90,7 +90,7 @@ depthwise_case = st.fixed_dictionaries(
         "h": st.integers(3, 10),
         "w": st.integers(3, 10),
         "kernel": st.sampled_from([(1, 1), (3, 3), (2, 3), (3, 1)]),
-        "padding": st.sampled_from([0, 1, "same"]),
+        "padding": st.sampled_from([0, 1, 2, "same", ((0, 2), (2, 1))]),
         "dtype": st.sampled_from([np.float32, np.float64]),
         "seed": st.integers(0, 2**16),
     }

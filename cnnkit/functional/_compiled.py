@@ -77,14 +77,20 @@ def _max_pool_backward(dout, argmax, kernel_w, stride_h, stride_w, top, left, dx
                 dx[n, c, row, column] += dout[n, c, i, j]
 
 
-def _depthwise_forward(xp, weight, out):
-    """out[n,c,i,j] = sum_{u,v} xp[n, c, i + u, j + v] * weight[c, 0, u, v] (stride 1).
+def _valid_columns(v: int, left: int, width: int, out_w: int) -> tuple[int, int]:
+    """The outputs j in [first, last) whose tap column j + v - left lies inside 0..width-1."""
+    return max(0, left - v), min(out_w, width + left - v)
 
-    Taps are added in the NumPy kernel's order (u, then v), so every output is the same sum of
-    the same products as in conv._depthwise_forward. The innermost loop runs over contiguous
-    1-D row views, which LLVM vectorises.
+
+def _depthwise_forward(x, weight, top, left, out):
+    """out[n,c,i,j] = sum_{u,v} x[n, c, i + u - top, j + v - left] * weight[c, 0, u, v].
+
+    Stride 1; taps on the zero padding are skipped, so no padded copy of x is made. Taps are
+    added in the NumPy kernel's order (u, then v): every output is the same sum of the same
+    nonzero products as in conv._depthwise_forward. The innermost loop runs over contiguous row
+    views, which LLVM vectorises.
     """
-    n_images, channels = xp.shape[0], xp.shape[1]
+    n_images, channels, height, width = x.shape
     kernel_h, kernel_w = weight.shape[2], weight.shape[3]
     out_h, out_w = out.shape[2], out.shape[3]
     for plane in range(n_images * channels):
@@ -93,33 +99,43 @@ def _depthwise_forward(xp, weight, out):
             row = out[n, c, i]
             row[:] = 0
             for u in range(kernel_h):
-                line = xp[n, c, i + u]
+                source_row = i + u - top
+                if source_row < 0 or source_row >= height:
+                    continue
+                line = x[n, c, source_row]
                 for v in range(kernel_w):
+                    first, last = _valid_columns(v, left, width, out_w)
                     tap = weight[c, 0, u, v]
-                    window = line[v : v + out_w]
-                    for j in range(out_w):
-                        row[j] += window[j] * tap
+                    window, target = line[first + v - left : last + v - left], row[first:last]
+                    for j in range(last - first):
+                        target[j] += window[j] * tap
 
 
-def _depthwise_backward(dout, xp, weight, dxp, dweight):
-    """dxp[n,c,i+u,j+v] += dout * weight[c,0,u,v]; dweight[c,0,u,v] = sum dout * xp (stride 1).
+def _depthwise_backward(dout, x, weight, top, left, dx, dweight):
+    """dx[n,c,i+u-top,j+v-left] += dout * weight[c,0,u,v]; dweight[c,0,u,v] = sum dout * x.
 
-    dxp and dweight are zero on entry.
+    The adjoint of _depthwise_forward (stride 1, taps on the padding skipped); dx and dweight
+    are zero on entry.
     """
-    n_images, channels = xp.shape[0], xp.shape[1]
+    n_images, channels, height, width = x.shape
     kernel_h, kernel_w = weight.shape[2], weight.shape[3]
     out_h, out_w = dout.shape[2], dout.shape[3]
     for c in range(channels):
         for n in range(n_images):
             for i in range(out_h):
-                grad = dout[n, c, i]
                 for u in range(kernel_h):
-                    line, dline = xp[n, c, i + u], dxp[n, c, i + u]
+                    source_row = i + u - top
+                    if source_row < 0 or source_row >= height:
+                        continue
+                    line, dline = x[n, c, source_row], dx[n, c, source_row]
                     for v in range(kernel_w):
+                        first, last = _valid_columns(v, left, width, out_w)
                         tap = weight[c, 0, u, v]
-                        window, dwindow = line[v : v + out_w], dline[v : v + out_w]
+                        grad = dout[n, c, i, first:last]
+                        window = line[first + v - left : last + v - left]
+                        dwindow = dline[first + v - left : last + v - left]
                         total = dweight.dtype.type(0)
-                        for j in range(out_w):
+                        for j in range(last - first):
                             dwindow[j] += grad[j] * tap
                             total += grad[j] * window[j]
                         dweight[c, 0, u, v] += total
@@ -162,6 +178,7 @@ def _col2im(cols, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w
                             target[j * stride_w + v * dilation_w] += source[j]
 
 
+_valid_columns = _compile(_valid_columns)
 max_pool_forward = _compile(_max_pool_forward)
 max_pool_backward = _compile(_max_pool_backward)
 depthwise_forward = _compile(_depthwise_forward)

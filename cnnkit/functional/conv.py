@@ -44,17 +44,23 @@ COLUMN_BUDGET_BYTES = 4 * 2**20
 
 @dataclass
 class Conv2dCache:
-    """What the backward pass needs from the forward pass."""
+    """What the backward pass needs from the forward pass, and which kernel ran.
 
-    x_padded: np.ndarray
+    ``path`` is "grid" (the flat padded grid of _shifted_conv, kept in ``grid``), "depthwise"
+    (the compiled stride-1 depthwise loops, which skip the padding instead of building it) or
+    "padded" (every other kernel, on the padded input kept in ``x_padded``).
+    """
+
+    x: np.ndarray
     weight: np.ndarray
     has_bias: bool
     padding: Padding2d
     stride: tuple[int, int]
     dilation: tuple[int, int]
     groups: int
+    path: str
+    x_padded: np.ndarray | None = None
     grid: np.ndarray | None = None
-    """The padded input laid out for the shifted-GEMM path, when the forward pass took it."""
 
 
 def conv2d_output_shape(
@@ -185,17 +191,21 @@ def conv2d(
         output_size(x.shape[2], pad[0], kernel[0], stride[0], dilation[0]),
         output_size(x.shape[3], pad[1], kernel[1], stride[1], dilation[1]),
     )
-    grid = None
+    cache = Conv2dCache(x, weight, bias is not None, pad, stride, dilation, groups, "padded")
     if _shifted_conv.applies(weight.shape, groups, stride, padded_hw, out_hw):
-        grid = _shifted_conv.input_grid(x, pad, kernel, dilation)
-        xp = _shifted_conv.padded_view(grid, (*x.shape[:2], *padded_hw))
-        out = _shifted_conv.forward(grid, weight, xp.shape, dilation, out_hw)
+        cache.path = "grid"
+        cache.grid = _shifted_conv.input_grid(x, pad, kernel, dilation)
+        padded_shape = (*x.shape[:2], *padded_hw)
+        out = _shifted_conv.forward(cache.grid, weight, padded_shape, dilation, out_hw)
+    elif _compiled.ENABLED and _is_depthwise(x, weight, groups) and stride == dilation == (1, 1):
+        cache.path = "depthwise"
+        out = np.empty((x.shape[0], x.shape[1], *out_hw), dtype=x.dtype)
+        _compiled.depthwise_forward(x, weight, pad[0][0], pad[1][0], out)
     else:
-        xp = pad_hw(x, pad)
-        out = _forward(xp, weight, groups, stride, dilation, out_hw)
+        cache.x_padded = pad_hw(x, pad)
+        out = _forward(cache.x_padded, weight, groups, stride, dilation, out_hw)
     if bias is not None:
         out += bias[None, :, None, None]
-    cache = Conv2dCache(xp, weight, bias is not None, pad, stride, dilation, groups, grid)
     return out, cache
 
 
@@ -208,25 +218,20 @@ def _forward(xp, weight, groups, stride, dilation, out_hw) -> np.ndarray:
     return _grouped_forward(xp, weight, groups, stride, dilation, out_hw)
 
 
-def conv2d_backward(
-    dout: np.ndarray, cache: Conv2dCache
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Gradients (dL/dx, dL/dweight, dL/dbias or None) given dL/dy of shape (N, C_out, Ho, Wo)."""
-    xp, weight = cache.x_padded, cache.weight
-    expected = (xp.shape[0], weight.shape[0])
-    if dout.ndim != 4 or dout.shape[:2] != expected:
-        raise ValueError(
-            f"conv2d_backward expected dout of shape (N={expected[0]}, C_out={expected[1]}, ...), "
-            f"got {dout.shape}"
+def _backward(dout, cache: Conv2dCache) -> tuple[np.ndarray, np.ndarray]:
+    """(dL/dx of the unpadded input, dL/dweight) by the kernels the forward pass took."""
+    x, weight, padding = cache.x, cache.weight, cache.padding
+    if cache.path == "grid":
+        padded_shape = (*x.shape[:2], *(x.shape[2 + i] + sum(padding[i]) for i in range(2)))
+        return _shifted_conv.backward(
+            dout, cache.grid, weight, padded_shape, padding, cache.dilation
         )
-    check_same_dtype("conv2d_backward", dout=dout, weight=weight)
-    out_hw = dout.shape[2:]
-    dbias = dout.sum(axis=(0, 2, 3)) if cache.has_bias else None
-    if cache.grid is not None:
-        dx, dweight = _shifted_conv.backward(
-            dout, cache.grid, weight, xp.shape, cache.padding, cache.dilation
-        )
-        return dx, dweight, dbias
+    if cache.path == "depthwise":
+        dx, dweight = np.zeros_like(x), np.zeros_like(weight)
+        grads = np.ascontiguousarray(dout)
+        _compiled.depthwise_backward(grads, x, weight, padding[0][0], padding[1][0], dx, dweight)
+        return dx, dweight
+    xp, out_hw = cache.x_padded, dout.shape[2:]
     if _is_depthwise(xp, weight, cache.groups):
         dxp, dweight = _depthwise_backward(dout, xp, weight, cache.stride, cache.dilation, out_hw)
     elif _is_pointwise(weight, cache.groups, cache.stride):
@@ -235,7 +240,23 @@ def conv2d_backward(
         dxp, dweight = _grouped_backward(
             dout, xp, weight, cache.groups, cache.stride, cache.dilation, out_hw
         )
-    return unpad_hw(dxp, cache.padding), dweight, dbias
+    return unpad_hw(dxp, padding), dweight
+
+
+def conv2d_backward(
+    dout: np.ndarray, cache: Conv2dCache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Gradients (dL/dx, dL/dweight, dL/dbias or None) given dL/dy of shape (N, C_out, Ho, Wo)."""
+    expected = (cache.x.shape[0], cache.weight.shape[0])
+    if dout.ndim != 4 or dout.shape[:2] != expected:
+        raise ValueError(
+            f"conv2d_backward expected dout of shape (N={expected[0]}, C_out={expected[1]}, ...), "
+            f"got {dout.shape}"
+        )
+    check_same_dtype("conv2d_backward", dout=dout, weight=cache.weight)
+    dbias = dout.sum(axis=(0, 2, 3)) if cache.has_bias else None
+    dx, dweight = _backward(dout, cache)
+    return dx, dweight, dbias
 
 
 def _columns(xp, groups, kernel, stride, dilation, out_hw) -> np.ndarray:
@@ -317,10 +338,6 @@ def _pointwise_backward(dout, xp, weight):
 
 def _depthwise_forward(xp, weight, stride, dilation, out_hw) -> np.ndarray:
     n, c = xp.shape[:2]
-    if _compiled.ENABLED and stride == dilation == (1, 1):
-        out = np.empty((n, c, out_hw[0], out_hw[1]), dtype=xp.dtype)
-        _compiled.depthwise_forward(xp, weight, out)
-        return out
     out = np.zeros((n, c, out_hw[0], out_hw[1]), dtype=xp.dtype)
     for images, channels in cache_blocks(n, c, out_hw[0] * out_hw[1] * xp.itemsize):
         block, source = out[images, channels], xp[images, channels]
@@ -337,9 +354,6 @@ def _depthwise_backward(dout, xp, weight, stride, dilation, out_hw):
     n, c = xp.shape[:2]
     dxp = np.zeros_like(xp)
     dweight = np.zeros_like(weight)
-    if _compiled.ENABLED and stride == dilation == (1, 1):
-        _compiled.depthwise_backward(np.ascontiguousarray(dout), xp, weight, dxp, dweight)
-        return dxp, dweight
     for images, channels in cache_blocks(n, c, out_hw[0] * out_hw[1] * xp.itemsize):
         grad, source, dsource = dout[images, channels], xp[images, channels], dxp[images, channels]
         taps, dtaps = weight[channels, 0], dweight[channels, 0]
