@@ -25,6 +25,10 @@ Method
   threads spin for ~0.1 s after every NumPy call, and on a 2-core machine they would otherwise
   steal a core from the torch call that follows (which made torch look up to 8x slower).
   The xception case gets at most 3 repeats (a NumPy call takes seconds).
+* Memory. Both sides share the process's malloc. By default the script first calls
+  ``cnnkit.keep_freed_memory()``, as every ``cnnkit`` command does, so freed arrays are reused
+  instead of costing page faults on the next call; ``--return-freed-memory`` leaves glibc's
+  defaults.
 * Threads. ``--threads T`` (default ``os.cpu_count()``) sets ``torch.set_num_threads(T)`` and
   limits NumPy's BLAS (OpenBLAS) pool with ``threadpoolctl.threadpool_limits(T, "blas")``;
   cnnkit's compiled kernels run on one thread. ``CNNKIT_KERNELS=numpy`` times the NumPy kernels
@@ -681,7 +685,7 @@ def report(info: dict, command: str, rows: list[dict], seconds: float) -> str:
     head = (
         f"cnnkit vs torch on {info['cpu']}, {info['cores']} cores, {info['threads']} threads; "
         f"python {info['python']}, numpy {info['numpy']}, torch {info['torch']}; {info['blas']}; "
-        f"cnnkit kernels: {info['kernels']}\n"
+        f"cnnkit kernels: {info['kernels']}; malloc: {info['malloc']}\n"
         f"command: {command}\n"
         f"load average (1, 5, 15 min) at start {fmt_load(info['load_avg_start'])}, "
         f"at end {fmt_load(info['load_avg_end'])}; total {seconds:.0f} s"
@@ -706,6 +710,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="BLAS/torch threads")
     parser.add_argument("--json", metavar="OUT.json", help="also write the results as JSON")
     parser.add_argument("--quick", action="store_true", help="smoke check: 1 timed call each")
+    parser.add_argument(
+        "--return-freed-memory",
+        action="store_true",
+        help="leave malloc's defaults (by default freed memory is kept, as `cnnkit train` does)",
+    )
     args = parser.parse_args(argv)
     if args.cases == "all":
         args.cases = list(CASES)
@@ -750,8 +759,10 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     command = "python " + shlex.join(sys.argv if argv is None else ["bench/bench.py", *argv])
     torch.set_num_threads(args.threads)
+    kept = not args.return_freed_memory and ck.keep_freed_memory()
     with threadpool_limits(limits=args.threads, user_api="blas"):
         info = machine_info(args.threads)
+        info["malloc"] = "freed memory kept (cnnkit.keep_freed_memory)" if kept else "defaults"
         start = time.perf_counter()
         rows = run(args)
         seconds = time.perf_counter() - start

@@ -56,6 +56,7 @@ def median_step_seconds(trainer: Trainer, x, y, steps: int, warmup: int) -> floa
 
 def main() -> None:
     args = parse_args()
+    ck.keep_freed_memory()  # as `cnnkit train` does
     communicator = Communicator() if launched_ranks() > 1 else None
     rank, size = (0, 1) if communicator is None else (communicator.rank, communicator.size)
     shape = tuple(int(v) for v in args.input_shape.split(","))

@@ -1,7 +1,18 @@
 """cnnkit: convolutional neural networks in readable NumPy, checked against PyTorch."""
 
 from cnnkit import data, functional, io, models, nn, optim
+from cnnkit.allocator import keep_freed_memory
 from cnnkit.gradcheck import gradcheck
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "data", "functional", "gradcheck", "io", "models", "nn", "optim"]
+__all__ = [
+    "__version__",
+    "data",
+    "functional",
+    "gradcheck",
+    "io",
+    "keep_freed_memory",
+    "models",
+    "nn",
+    "optim",
+]

@@ -17,6 +17,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from cnnkit import __version__, models
+from cnnkit.allocator import keep_freed_memory
 from cnnkit.data import DataLoader, DatasetError, describe_datasets, load_dataset
 from cnnkit.distributed import Communicator, launched_ranks
 from cnnkit.gradcheck import gradcheck
@@ -616,6 +617,7 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     """Run the `cnnkit` command line; returns the exit status."""
     args = build_parser().parse_args(argv)
+    keep_freed_memory()
     try:
         return COMMANDS[args.command](args)
     except (UsageError, *USER_ERRORS) as error:
