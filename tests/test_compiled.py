@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from cnnkit.functional import _compiled
 from cnnkit.functional.conv import conv2d, conv2d_backward
+from cnnkit.functional.norm import batch_norm, batch_norm_backward
 from cnnkit.functional.pool import max_pool2d, max_pool2d_backward
 
 pytestmark = pytest.mark.skipif(
@@ -198,3 +199,37 @@ def test_scratch_buffers_are_reused_per_purpose_and_thread():
     worker.start()
     worker.join()
     assert not np.shares_memory(other_thread[0], grown)
+
+
+batch_norm_case = st.fixed_dictionaries(
+    {
+        "shape": st.sampled_from([(5, 3), (4, 3, 7), (3, 4, 5, 6), (2, 1, 3, 3)]),
+        "affine": st.booleans(),
+        "mean": st.sampled_from([0.0, 100.0]),
+        "dtype": st.sampled_from([np.float32, np.float64]),
+        "seed": st.integers(0, 2**16),
+    }
+)
+
+
+def batch_norm_round_trip(x, gamma, beta, dout):
+    running_mean, running_var = np.zeros(x.shape[1], x.dtype), np.ones(x.shape[1], x.dtype)
+    out, cache = batch_norm(x, running_mean, running_var, gamma, beta, training=True)
+    return (out, cache.x_hat(), running_mean, running_var, *batch_norm_backward(dout, cache))
+
+
+@settings(max_examples=60, deadline=None)
+@given(batch_norm_case)
+def test_compiled_batch_norm_equals_numpy(case):
+    rng = np.random.default_rng(case["seed"])
+    dtype, channels = case["dtype"], case["shape"][1]
+    x = (rng.standard_normal(case["shape"]) * 3 + case["mean"]).astype(dtype)
+    gamma = rng.standard_normal(channels).astype(dtype) if case["affine"] else None
+    beta = rng.standard_normal(channels).astype(dtype) if case["affine"] else None
+    dout = rng.standard_normal(case["shape"]).astype(dtype)
+    compiled, reference = both(batch_norm_round_trip, x, gamma, beta, dout)
+    # the compiled sums accumulate in float64, NumPy's pairwise in the input's dtype
+    rtol = 2e-4 if dtype == np.float32 else 1e-10
+    for ours, theirs in zip(compiled, reference, strict=True):
+        assert ours.dtype == dtype
+        np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=rtol * np.abs(theirs).max())

@@ -1,10 +1,12 @@
-"""Compiled loops (numba) for the kernels that NumPy can only run as kH*kW passes over memory.
+"""Compiled loops (numba) for the kernels that NumPy can only run as many passes over memory.
 
 Max pooling, depthwise convolution, im2col and col2im touch each input kH*kW times when written
-with whole-array NumPy slices (or go through NumPy's general strided copy); these loops visit
-every output once. They compute exactly what the NumPy code in pool.py and conv.py computes
-(the NumPy code stays the reference: tests/test_compiled.py compares the two), and are used when
-numba is installed (``pip install 'cnnkit[fast]'``) unless ``CNNKIT_KERNELS=numpy`` is set.
+with whole-array NumPy slices (or go through NumPy's general strided copy), and batch norm
+makes a temporary for every step of its formulas; these loops visit every value once per
+pass. They compute what the NumPy code in pool.py, conv.py and norm.py computes (the NumPy
+code stays the reference: tests/test_compiled.py compares the two; batch norm's sums are
+accumulated in float64 here), and are used when numba is installed
+(``pip install 'cnnkit[fast]'``) unless ``CNNKIT_KERNELS=numpy`` is set.
 """
 
 from __future__ import annotations
@@ -178,10 +180,75 @@ def _col2im(cols, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w
                             target[j * stride_w + v * dilation_w] += source[j]
 
 
+def _channel_sums(x, sums):
+    """sums[c] = sum over (n, m) of x[n, c, m], accumulated in float64."""
+    n_images, channels, size = x.shape
+    for c in range(channels):
+        total = 0.0
+        for n in range(n_images):
+            row = x[n, c]
+            for j in range(size):
+                total += row[j]
+        sums[c] = total
+
+
+def _channel_square_sums(x, shift, sums):
+    """sums[c] = sum over (n, m) of (x[n, c, m] - shift[c])**2, accumulated in float64."""
+    n_images, channels, size = x.shape
+    for c in range(channels):
+        total = 0.0
+        for n in range(n_images):
+            row = x[n, c]
+            for j in range(size):
+                centred = row[j] - shift[c]
+                total += centred * centred
+        sums[c] = total
+
+
+def _batch_norm_forward(x, mean, inv_std, gamma, beta, x_hat, out):
+    """x_hat = (x - mean) * inv_std and out = x_hat * gamma + beta per channel, in one pass."""
+    n_images, channels, size = x.shape
+    for n in range(n_images):
+        for c in range(channels):
+            row, normalized, result = x[n, c], x_hat[n, c], out[n, c]
+            for j in range(size):
+                value = (row[j] - mean[c]) * inv_std[c]
+                normalized[j] = value
+                result[j] = value * gamma[c] + beta[c]
+
+
+def _batch_norm_sums(dout, x_hat, sum_dy, sum_dy_xhat):
+    """sum_dy[c] = sum dout, sum_dy_xhat[c] = sum dout * x_hat, accumulated in float64."""
+    n_images, channels, size = dout.shape
+    for c in range(channels):
+        first, second = 0.0, 0.0
+        for n in range(n_images):
+            grad, normalized = dout[n, c], x_hat[n, c]
+            for j in range(size):
+                first += grad[j]
+                second += grad[j] * normalized[j]
+        sum_dy[c], sum_dy_xhat[c] = first, second
+
+
+def _batch_norm_input_gradient(dout, x_hat, mean_dy, mean_dy_xhat, scale, dx):
+    """dx = scale * (dout - mean_dy - x_hat * mean_dy_xhat) per channel, in one pass."""
+    n_images, channels, size = dout.shape
+    for n in range(n_images):
+        for c in range(channels):
+            grad, normalized, result = dout[n, c], x_hat[n, c], dx[n, c]
+            for j in range(size):
+                result[j] = (grad[j] - mean_dy[c] - normalized[j] * mean_dy_xhat[c]) * scale[c]
+
+
 _valid_columns = _compile(_valid_columns)
 max_pool_forward = _compile(_max_pool_forward)
 max_pool_backward = _compile(_max_pool_backward)
 depthwise_forward = _compile(_depthwise_forward)
 depthwise_backward = _compile(_depthwise_backward, fastmath={"reassoc"})
 im2col = _compile(_im2col)
+channel_sums = _compile(_channel_sums, fastmath={"reassoc"})
+channel_square_sums = _compile(_channel_square_sums, fastmath={"reassoc"})
+batch_norm_forward = _compile(_batch_norm_forward)
+batch_norm_sums = _compile(_batch_norm_sums, fastmath={"reassoc"})
+batch_norm_input_gradient = _compile(_batch_norm_input_gradient)
 col2im = _compile(_col2im)

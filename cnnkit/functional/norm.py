@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cnnkit.functional import _compiled
 from cnnkit.functional._args import check_float, check_same_dtype
 
 Allreduce = Callable[[np.ndarray], np.ndarray]
@@ -55,6 +56,28 @@ class BatchNormCache:
             centred *= _per_channel(self.inv_std, ndim)
             self.normalized = centred
         return self.normalized
+
+
+def _compiled_kernels_take(x: np.ndarray) -> bool:
+    """Whether the compiled loops run: numba available and x laid out (N, C, ...) contiguously."""
+    return _compiled.ENABLED and x.flags.c_contiguous
+
+
+def _by_channel(*arrays: np.ndarray) -> list[np.ndarray]:
+    """(N, C, ...) arrays as (N, C, M), (C,) arrays as they are: what the compiled loops take."""
+    return [a if a.ndim == 1 else a.reshape(a.shape[0], a.shape[1], -1) for a in arrays]
+
+
+def _channel_sums(x: np.ndarray) -> np.ndarray:
+    sums = np.empty(x.shape[1])
+    _compiled.channel_sums(*_by_channel(x), sums)
+    return sums.astype(x.dtype)
+
+
+def _channel_square_sums(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    sums = np.empty(x.shape[1])
+    _compiled.channel_square_sums(*_by_channel(x, mean.astype(x.dtype)), sums)
+    return sums.astype(x.dtype)
 
 
 def _reduce_axes(x: np.ndarray) -> tuple[int, ...]:
@@ -97,10 +120,12 @@ def batch_norm(
                 f"got {v.shape}"
             )
     axes = _reduce_axes(x)
+    compiled = _compiled_kernels_take(x)
     count = 0
     if training:
         local_count = np.array([x.size // channels], dtype=x.dtype)
-        sums, (count,) = _summed(allreduce, x.sum(axis=axes), local_count)
+        local_sums = _channel_sums(x) if compiled else x.sum(axis=axes)
+        sums, (count,) = _summed(allreduce, local_sums, local_count)
         count = int(count)
         if count < 2:
             raise ValueError(
@@ -108,8 +133,12 @@ def batch_norm(
                 f"got input shape {x.shape}"
             )
         mean = sums / x.dtype.type(count)
-        centred = x - _per_channel(mean, x.ndim)
-        (squares,) = _summed(allreduce, np.square(centred).sum(axis=axes))
+        if compiled:
+            local_squares = _channel_square_sums(x, mean)
+        else:
+            centred = x - _per_channel(mean, x.ndim)
+            local_squares = np.square(centred).sum(axis=axes)
+        (squares,) = _summed(allreduce, local_squares)
         var = squares / x.dtype.type(count)
         if running_mean is not None:
             running_mean *= 1 - momentum
@@ -124,6 +153,16 @@ def batch_norm(
     inv_std = (1 / np.sqrt(var + eps)).astype(x.dtype, copy=False)
     if not training:
         return _normalize_with_running_stats(x, mean, inv_std, gamma, beta)
+    if compiled:
+        x_hat, out = np.empty_like(x), np.empty_like(x)
+        ones, zeros = np.ones_like(inv_std), np.zeros_like(inv_std)
+        _compiled.batch_norm_forward(
+            *_by_channel(x, mean.astype(x.dtype), inv_std),
+            ones if gamma is None else gamma,
+            zeros if beta is None else beta,
+            *_by_channel(x_hat, out),
+        )
+        return out, BatchNormCache(x_hat, inv_std, gamma, training, count, allreduce)
     x_hat = centred
     x_hat *= _per_channel(inv_std, x.ndim)
     if gamma is None:
@@ -158,10 +197,12 @@ def batch_norm_backward(
     """
     axes = _reduce_axes(dout)
     ndim = dout.ndim
-    dbeta = dout.sum(axis=axes)
     x_hat = cache.x_hat()
-    dgamma = (dout * x_hat).sum(axis=axes)
     scale = cache.inv_std if cache.gamma is None else cache.gamma * cache.inv_std
+    if cache.training and _compiled_kernels_take(dout) and x_hat.flags.c_contiguous:
+        return _compiled_training_backward(dout, x_hat, scale, cache)
+    dbeta = dout.sum(axis=axes)
+    dgamma = (dout * x_hat).sum(axis=axes)
     if cache.training:
         sum_dy, sum_dy_xhat = _summed(cache.allreduce, dbeta, dgamma)
         count = dout.dtype.type(cache.count)
@@ -170,4 +211,18 @@ def batch_norm_backward(
         dx = centred * _per_channel(scale, ndim)
     else:
         dx = dout * _per_channel(scale, ndim)
+    return dx, dgamma, dbeta
+
+
+def _compiled_training_backward(dout, x_hat, scale, cache: BatchNormCache):
+    """batch_norm_backward's training formula as two compiled passes: the sums, then dx."""
+    sum_dy, sum_dy_xhat = np.empty(dout.shape[1]), np.empty(dout.shape[1])
+    _compiled.batch_norm_sums(*_by_channel(dout, x_hat), sum_dy, sum_dy_xhat)
+    dbeta, dgamma = sum_dy.astype(dout.dtype), sum_dy_xhat.astype(dout.dtype)
+    total_dy, total_dy_xhat = _summed(cache.allreduce, dbeta, dgamma)
+    count = dout.dtype.type(cache.count)
+    dx = np.empty_like(dout)
+    _compiled.batch_norm_input_gradient(
+        *_by_channel(dout, x_hat, total_dy / count, total_dy_xhat / count, scale, dx)
+    )
     return dx, dgamma, dbeta
