@@ -9,6 +9,9 @@ central differences.
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -126,3 +129,14 @@ def test_flat_grid_backward_takes_a_non_contiguous_upstream_gradient(rng):
     expected = conv2d_backward(np.ascontiguousarray(dout), cache)
     for a, b in zip(got[:2], expected[:2], strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_the_flat_grid_cache_does_not_keep_the_input_alive(rng):
+    x = rng.standard_normal((2, 8, 6, 6)).astype(np.float32)
+    watch = weakref.ref(x)
+    out, cache = conv2d(x, rng.standard_normal((8, 8, 3, 3)).astype(np.float32), padding=1)
+    assert cache.path == "grid"
+    del x
+    gc.collect()
+    assert watch() is None  # the grid is the only copy the backward pass needs
+    assert conv2d_backward(np.ones_like(out), cache)[0].shape == (2, 8, 6, 6)

@@ -46,12 +46,13 @@ COLUMN_BUDGET_BYTES = 4 * 2**20
 class Conv2dCache:
     """What the backward pass needs from the forward pass, and which kernel ran.
 
-    ``path`` is "grid" (the flat padded grid of _shifted_conv, kept in ``grid``), "depthwise"
-    (the compiled stride-1 depthwise loops, which skip the padding instead of building it) or
-    "padded" (every other kernel, on the padded input kept in ``x_padded``).
+    ``path`` names the kernels and ``saved`` the one array they read back: "grid", the flat
+    padded grid of _shifted_conv; "depthwise", the input itself (the compiled stride-1
+    depthwise loops skip the padding instead of building it); "padded", the padded input
+    (every other kernel).
     """
 
-    x: np.ndarray
+    input_shape: tuple[int, int, int, int]
     weight: np.ndarray
     has_bias: bool
     padding: Padding2d
@@ -59,8 +60,7 @@ class Conv2dCache:
     dilation: tuple[int, int]
     groups: int
     path: str
-    x_padded: np.ndarray | None = None
-    grid: np.ndarray | None = None
+    saved: np.ndarray
 
 
 def conv2d_output_shape(
@@ -191,22 +191,21 @@ def conv2d(
         output_size(x.shape[2], pad[0], kernel[0], stride[0], dilation[0]),
         output_size(x.shape[3], pad[1], kernel[1], stride[1], dilation[1]),
     )
-    cache = Conv2dCache(x, weight, bias is not None, pad, stride, dilation, groups, "padded")
     if _shifted_conv.applies(weight.shape, groups, stride, padded_hw, out_hw):
-        cache.path = "grid"
-        cache.grid = _shifted_conv.input_grid(x, pad, kernel, dilation)
+        path, saved = "grid", _shifted_conv.input_grid(x, pad, kernel, dilation)
         padded_shape = (*x.shape[:2], *padded_hw)
-        out = _shifted_conv.forward(cache.grid, weight, padded_shape, dilation, out_hw)
+        out = _shifted_conv.forward(saved, weight, padded_shape, dilation, out_hw)
     elif _compiled.ENABLED and _is_depthwise(x, weight, groups) and stride == dilation == (1, 1):
-        cache.path = "depthwise"
+        path, saved = "depthwise", x
         out = np.empty((x.shape[0], x.shape[1], *out_hw), dtype=x.dtype)
         _compiled.depthwise_forward(x, weight, pad[0][0], pad[1][0], out)
     else:
-        cache.x_padded = pad_hw(x, pad)
-        out = _forward(cache.x_padded, weight, groups, stride, dilation, out_hw)
+        path, saved = "padded", pad_hw(x, pad)
+        out = _forward(saved, weight, groups, stride, dilation, out_hw)
     if bias is not None:
         out += bias[None, :, None, None]
-    return out, cache
+    has_bias = bias is not None
+    return out, Conv2dCache(x.shape, weight, has_bias, pad, stride, dilation, groups, path, saved)
 
 
 def _forward(xp, weight, groups, stride, dilation, out_hw) -> np.ndarray:
@@ -220,18 +219,19 @@ def _forward(xp, weight, groups, stride, dilation, out_hw) -> np.ndarray:
 
 def _backward(dout, cache: Conv2dCache) -> tuple[np.ndarray, np.ndarray]:
     """(dL/dx of the unpadded input, dL/dweight) by the kernels the forward pass took."""
-    x, weight, padding = cache.x, cache.weight, cache.padding
+    weight, padding, shape = cache.weight, cache.padding, cache.input_shape
     if cache.path == "grid":
-        padded_shape = (*x.shape[:2], *(x.shape[2 + i] + sum(padding[i]) for i in range(2)))
+        padded_shape = (*shape[:2], *(shape[2 + i] + sum(padding[i]) for i in range(2)))
         return _shifted_conv.backward(
-            dout, cache.grid, weight, padded_shape, padding, cache.dilation
+            dout, cache.saved, weight, padded_shape, padding, cache.dilation
         )
     if cache.path == "depthwise":
+        x = cache.saved
         dx, dweight = np.zeros_like(x), np.zeros_like(weight)
         grads = np.ascontiguousarray(dout)
         _compiled.depthwise_backward(grads, x, weight, padding[0][0], padding[1][0], dx, dweight)
         return dx, dweight
-    xp, out_hw = cache.x_padded, dout.shape[2:]
+    xp, out_hw = cache.saved, dout.shape[2:]
     if _is_depthwise(xp, weight, cache.groups):
         dxp, dweight = _depthwise_backward(dout, xp, weight, cache.stride, cache.dilation, out_hw)
     elif _is_pointwise(weight, cache.groups, cache.stride):
@@ -247,7 +247,7 @@ def conv2d_backward(
     dout: np.ndarray, cache: Conv2dCache
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Gradients (dL/dx, dL/dweight, dL/dbias or None) given dL/dy of shape (N, C_out, Ho, Wo)."""
-    expected = (cache.x.shape[0], cache.weight.shape[0])
+    expected = (cache.input_shape[0], cache.weight.shape[0])
     if dout.ndim != 4 or dout.shape[:2] != expected:
         raise ValueError(
             f"conv2d_backward expected dout of shape (N={expected[0]}, C_out={expected[1]}, ...), "
