@@ -1,23 +1,28 @@
-"""Stride-1 convolution on a flat padded grid, where im2col is a copy of long contiguous runs.
+"""Stride-1 convolution on a flat zero-padded grid, where im2col copies long contiguous runs.
 
-Lay the padded input out channel-major on one flat grid, X[c, p] with p = (n*Hp + r)*Wp + s,
-followed by a zero margin. Tap (u, v) of the output at grid position p reads X[:, p + off] with
-off = u*d*Wp + v*d, a constant shift, so with W the weight as (C_out, C_in*kH*kW):
+Lay the input out channel-major on one flat grid G[c, f]: image n, row r, column s sits at
+f = lead + (n*Hg + r)*Wg + s in a block of Hg x Wg, where the Q = Hg - H rows below each image
+and the P = Wg - W columns right of each row are zeros that serve as the bottom padding of one
+image (row) and the top padding of the next, and ``lead`` = top*Wg + left zeros come first.
+Output position q = (n*Hg + i)*Wg + j then reads tap (u, v) at G[:, q + off(u, v)] with
+off(u, v) = u*d*Wg + v*d, a constant shift, so with W the weight as (C_out, C_in*kH*kW):
 
-    cols[(c, u, v), p] = X[c, p + off(u, v)]          (each row: one contiguous run of X)
+    cols[(c, u, v), q] = G[c, q + off(u, v)]          (each row: one contiguous run of G)
     Y = W @ cols                                      (forward)
     dW = dY @ cols^T                                  (weight gradient)
-    dX[:, q] = sum_{u,v} W[:, :, u, v]^T dY[:, q - off(u, v)] = W_flip^T @ cols'(dY)
+    dG[:, f] = sum_{u,v} W[:, :, u, v]^T dY[:, f - off(u, v)] = W_rot @ cols'(dY)
 
-where cols'(dY) gathers dY (zero outside the Ho x Wo valid positions, with a leading margin) at
-the reversed offsets and W_flip is the kernel rotated by 180 degrees: the input gradient is a
-gather and a GEMM too, with no col2im scatter-add. Y is computed on the whole padded grid and
-cropped; the price is the (Hp*Wp)/(Ho*Wo) extra arithmetic of the border, the gain that the
-column matrix is filled at memcpy speed instead of one output row (Wo values) at a time. The
-columns are built chunk by chunk, so the column buffer stays within ``CHUNK_BYTES``.
+where cols'(dY) gathers dY (zero off the Ho x Wo valid outputs) at the offsets of the kernel
+rotated by 180 degrees, W_rot: the input gradient is a gather and a GEMM too, with no col2im
+scatter-add. Y is computed for every q on the grid and cropped; the price is the
+(Hg*Wg)/(Ho*Wo) extra arithmetic of the shared border (1.13x for 16 x 16 images and a 3x3
+kernel), the gain that the columns are filled at memcpy speed instead of Wo values at a time.
+The columns are built chunk by chunk, so the column buffer stays within ``CHUNK_BYTES``.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -30,50 +35,76 @@ MAX_BORDER_WASTE = 2.0
 MAX_WIDENING = 2
 
 
-def applies(weight_shape, groups: int, stride, padded_hw, out_hw) -> bool:
-    """Whether a convolution takes this path: dense, stride 1, k > 1, C_out <= 2 C_in, small border.
+@dataclass(frozen=True)
+class Grid:
+    """Where the flat grid puts everything: see the module docstring."""
 
-    The input gradient gathers C_out*kH*kW rows where col2im would scatter C_in*kH*kW, so a
-    layer that widens more than 2x (a first layer on 1 or 3 channels) keeps the im2col path;
-    bench/bench.py's layers measured 1.2-2x faster here and 0.6-0.8x at 4x widening or more.
+    images: int
+    height: int
+    width: int
+    block: tuple[int, int]
+    lead: int
+    offsets: tuple[int, ...]
+    size: int
+
+    @property
+    def length(self) -> int:
+        """The number of output positions q, N*Hg*Wg."""
+        return self.images * self.block[0] * self.block[1]
+
+    def blocks(self, array: np.ndarray) -> np.ndarray:
+        """Columns [0, length) of a (rows, >= length) array as (rows, N, Hg, Wg)."""
+        return array[:, : self.length].reshape(array.shape[0], self.images, *self.block)
+
+
+def grid_for(input_shape, kernel, padding: Padding2d, dilation) -> Grid:
+    """The grid of an (N, C, H, W) input convolved by ``kernel`` with this padding, stride 1."""
+    n, _, h, w = input_shape
+    (top, bottom), (left, right) = padding
+    reach = tuple(dilation[i] * (kernel[i] - 1) for i in range(2))
+    # Q >= top and >= bottom for the padding rows, and Ho = H + top + bottom - reach <= Hg
+    rows = max(top, bottom, top + bottom - reach[0])
+    columns = max(left, right, left + right - reach[1])
+    block = (h + rows, w + columns)
+    offsets = tuple(
+        u * dilation[0] * block[1] + v * dilation[1]
+        for u in range(kernel[0])
+        for v in range(kernel[1])
+    )
+    lead, length = top * block[1] + left, n * block[0] * block[1]
+    size = max(lead + length, length + offsets[-1])
+    return Grid(n, h, w, block, lead, offsets, size)
+
+
+def plan(x_shape, weight_shape, groups: int, stride, padding: Padding2d, dilation, out_hw):
+    """The Grid to run a convolution on, or None where the im2col path should run instead.
+
+    This path takes dense stride-1 convolutions with k > 1 and C_out <= 2 C_in whose grid is
+    at most 2x the output. The input gradient gathers C_out*kH*kW rows where col2im would
+    scatter C_in*kH*kW, so a layer that widens more than 2x (a first layer on 1 or 3 channels)
+    keeps the im2col path: bench/bench.py's layers measured 1.2-2x faster here and 0.6-0.8x at
+    4x widening or more.
     """
     c_out, c_in, kh, kw = weight_shape
-    waste = padded_hw[0] * padded_hw[1] / max(out_hw[0] * out_hw[1], 1)
-    return (
-        groups == 1
-        and stride == (1, 1)
-        and (kh, kw) != (1, 1)
-        and c_out <= MAX_WIDENING * c_in
-        and waste <= MAX_BORDER_WASTE
-    )
-
-
-def _margin(kernel, dilation, grid_width: int) -> int:
-    """The largest tap offset, (kH-1)*d*Wp + (kW-1)*d."""
-    return (kernel[0] - 1) * dilation[0] * grid_width + (kernel[1] - 1) * dilation[1]
-
-
-def input_grid(x: np.ndarray, padding: Padding2d, kernel, dilation) -> np.ndarray:
-    """The zero-padded input as X (C, N*Hp*Wp + margin), channel-major, with a zero margin."""
-    n, c, h, w = x.shape
-    (top, bottom), (left, right) = padding
-    hp, wp = h + top + bottom, w + left + right
-    length = n * hp * wp
-    grid = np.empty((c, length + _margin(kernel, dilation, wp)), dtype=x.dtype)
-    grid[:, length:] = 0
-    images = grid[:, :length].reshape(c, n, hp, wp)
-    images[:, :, :top] = 0
-    images[:, :, top + h :] = 0
-    images[:, :, top : top + h, :left] = 0
-    images[:, :, top : top + h, left + w :] = 0
-    images[:, :, top : top + h, left : left + w] = x.transpose(1, 0, 2, 3)
+    if groups != 1 or stride != (1, 1) or (kh, kw) == (1, 1) or c_out > MAX_WIDENING * c_in:
+        return None
+    grid = grid_for(x_shape, (kh, kw), padding, dilation)
+    if grid.block[0] * grid.block[1] > MAX_BORDER_WASTE * out_hw[0] * out_hw[1]:
+        return None
     return grid
 
 
-def padded_view(grid: np.ndarray, padded_shape) -> np.ndarray:
-    """The (N, C, Hp, Wp) padded input that ``grid`` holds, as a view."""
-    n, c, hp, wp = padded_shape
-    return grid[:, : n * hp * wp].reshape(c, n, hp, wp).transpose(1, 0, 2, 3)
+def input_grid(x: np.ndarray, grid: Grid) -> np.ndarray:
+    """G (C, grid.size): x on the grid, zero everywhere else."""
+    c = x.shape[1]
+    values = np.empty((c, grid.size), dtype=x.dtype)
+    values[:, : grid.lead] = 0
+    values[:, grid.lead + grid.length :] = 0
+    images = grid.blocks(values[:, grid.lead :])
+    images[:, :, grid.height :] = 0
+    images[:, :, : grid.height, grid.width :] = 0
+    images[:, :, : grid.height, : grid.width] = x.transpose(1, 0, 2, 3)
+    return values
 
 
 def _gather(source, start: int, stop: int, kernel, dilation, grid_width: int, buffer):
@@ -101,60 +132,54 @@ def _chunks(length: int, rows: int, itemsize: int):
     return step, [(start, min(start + step, length)) for start in range(0, length, step)]
 
 
-def forward(grid: np.ndarray, weight: np.ndarray, padded_shape, dilation, out_hw) -> np.ndarray:
-    """y (N, C_out, Ho, Wo) = the stride-1 convolution of the padded input in ``grid``."""
-    n, c_in, hp, wp = padded_shape
-    c_out, _, kh, kw = weight.shape
-    length = n * hp * wp
-    step, chunks = _chunks(length, c_in * kh * kw, grid.itemsize)
-    buffer = scratch("shifted conv columns", (c_in * kh * kw, step), grid.dtype)
-    product = scratch("shifted conv output", (c_out, length), grid.dtype)
+def forward(values: np.ndarray, grid: Grid, weight: np.ndarray, dilation, out_hw) -> np.ndarray:
+    """y (N, C_out, Ho, Wo) = the stride-1 convolution of the input held in ``values``."""
+    c_out, c_in, kh, kw = weight.shape
+    step, chunks = _chunks(grid.length, c_in * kh * kw, values.itemsize)
+    buffer = scratch("shifted conv columns", (c_in * kh * kw, step), values.dtype)
+    product = scratch("shifted conv output", (c_out, grid.length), values.dtype)
     matrix = weight.reshape(c_out, c_in * kh * kw)
     for start, stop in chunks:
-        columns = _gather(grid, start, stop, (kh, kw), dilation, wp, buffer)
+        columns = _gather(values, start, stop, (kh, kw), dilation, grid.block[1], buffer)
         np.matmul(matrix, columns, out=product[:, start:stop])
-    out = np.empty((n, c_out, *out_hw), dtype=grid.dtype)
-    out[...] = product.reshape(c_out, n, hp, wp)[:, :, : out_hw[0], : out_hw[1]].transpose(
-        1, 0, 2, 3
-    )
+    out = np.empty((grid.images, c_out, *out_hw), dtype=values.dtype)
+    out[...] = grid.blocks(product)[:, :, : out_hw[0], : out_hw[1]].transpose(1, 0, 2, 3)
     return out
 
 
-def _upstream_grid(dout: np.ndarray, padded_shape, margin: int) -> np.ndarray:
-    """dY on the grid (C_out, margin + N*Hp*Wp): zero in the margin and off the valid outputs."""
-    n, _, hp, wp = padded_shape
+def _upstream_grid(dout: np.ndarray, grid: Grid) -> np.ndarray:
+    """dY at [margin + q], zero in the margin of max offset, off the valid outputs and after."""
     c_out, (out_h, out_w) = dout.shape[1], dout.shape[2:]
-    grads = scratch("shifted conv upstream", (c_out, margin + n * hp * wp), dout.dtype)
+    margin = grid.offsets[-1]
+    grads = scratch("shifted conv upstream", (c_out, margin + grid.length + grid.lead), dout.dtype)
     grads[:, :margin] = 0
-    on_grid = grads[:, margin:].reshape(c_out, n, hp, wp)
+    grads[:, margin + grid.length :] = 0
+    on_grid = grid.blocks(grads[:, margin:])
     on_grid[:, :, out_h:] = 0
     on_grid[:, :, :out_h, out_w:] = 0
     on_grid[:, :, :out_h, :out_w] = dout.transpose(1, 0, 2, 3)
     return grads
 
 
-def backward(dout, grid, weight, padded_shape, padding: Padding2d, dilation):
-    """(dL/dx (N, C_in, H, W) without the padding, dL/dweight) given dL/dy (N, C_out, Ho, Wo)."""
-    n, c_in, hp, wp = padded_shape
-    c_out, _, kh, kw = weight.shape
-    length, margin = n * hp * wp, _margin((kh, kw), dilation, wp)
-    grads = _upstream_grid(dout, padded_shape, margin)
-    # gathering dY from the start of its margin at offset off(u', v') reads dY[q - off(u, v)]
-    # with (u, v) = (kH-1-u', kW-1-v'): the rotated kernel pairs each tap with its weight
+def backward(dout, values: np.ndarray, grid: Grid, weight, dilation):
+    """(dL/dx (N, C_in, H, W), dL/dweight) given dL/dy (N, C_out, Ho, Wo)."""
+    c_out, c_in, kh, kw = weight.shape
+    margin = grid.offsets[-1]
+    grads = _upstream_grid(dout, grid)
+    # dG[f] reads grads[margin + f - off(u, v)] = grads[f + off(kH-1-u, kW-1-v)]: the gather
+    # of dY at f with the rotated kernel's offsets; only f in the images' span is needed
     rotated = weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(c_in, c_out * kh * kw)
     rows = max(c_in, c_out) * kh * kw
-    step, chunks = _chunks(length, rows, dout.itemsize)
+    step, chunks = _chunks(grid.length, rows, dout.itemsize)
     buffer = scratch("shifted conv columns", (rows, step), dout.dtype)
-    dgrid = scratch("shifted conv input gradient", (c_in, length), dout.dtype)
+    dgrid = scratch("shifted conv input gradient", (c_in, grid.length), dout.dtype)
     dweight = np.zeros((c_out, c_in * kh * kw), dtype=dout.dtype)
     for start, stop in chunks:
-        columns = _gather(grid, start, stop, (kh, kw), dilation, wp, buffer)
+        columns = _gather(values, start, stop, (kh, kw), dilation, grid.block[1], buffer)
         dweight += grads[:, margin + start : margin + stop] @ columns.T
-        columns = _gather(grads, start, stop, (kh, kw), dilation, wp, buffer)
+        shifted = (grid.lead + start, grid.lead + stop)
+        columns = _gather(grads, *shifted, (kh, kw), dilation, grid.block[1], buffer)
         np.matmul(rotated, columns, out=dgrid[:, start:stop])
-    (top, bottom), (left, right) = padding
-    h, w = hp - top - bottom, wp - left - right
-    dx = np.empty((n, c_in, h, w), dtype=dout.dtype)
-    interior = dgrid.reshape(c_in, n, hp, wp)[:, :, top : top + h, left : left + w]
-    dx[...] = interior.transpose(1, 0, 2, 3)
+    dx = np.empty((grid.images, c_in, grid.height, grid.width), dtype=dout.dtype)
+    dx[...] = grid.blocks(dgrid)[:, :, : grid.height, : grid.width].transpose(1, 0, 2, 3)
     return dx, dweight.reshape(weight.shape)

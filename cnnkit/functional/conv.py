@@ -46,10 +46,10 @@ COLUMN_BUDGET_BYTES = 4 * 2**20
 class Conv2dCache:
     """What the backward pass needs from the forward pass, and which kernel ran.
 
-    ``path`` names the kernels and ``saved`` the one array they read back: "grid", the flat
-    padded grid of _shifted_conv; "depthwise", the input itself (the compiled stride-1
-    depthwise loops skip the padding instead of building it); "padded", the padded input
-    (every other kernel).
+    ``path`` names the kernels and ``saved`` the one array they read back: "grid", the input
+    laid out on the flat grid ``grid`` of _shifted_conv; "depthwise", the input itself (the
+    compiled stride-1 depthwise loops skip the padding instead of building it); "padded", the
+    padded input (every other kernel).
     """
 
     input_shape: tuple[int, int, int, int]
@@ -61,6 +61,7 @@ class Conv2dCache:
     groups: int
     path: str
     saved: np.ndarray
+    grid: _shifted_conv.Grid | None = None
 
 
 def conv2d_output_shape(
@@ -191,10 +192,10 @@ def conv2d(
         output_size(x.shape[2], pad[0], kernel[0], stride[0], dilation[0]),
         output_size(x.shape[3], pad[1], kernel[1], stride[1], dilation[1]),
     )
-    if _shifted_conv.applies(weight.shape, groups, stride, padded_hw, out_hw):
-        path, saved = "grid", _shifted_conv.input_grid(x, pad, kernel, dilation)
-        padded_shape = (*x.shape[:2], *padded_hw)
-        out = _shifted_conv.forward(saved, weight, padded_shape, dilation, out_hw)
+    grid = _shifted_conv.plan(x.shape, weight.shape, groups, stride, pad, dilation, out_hw)
+    if grid is not None:
+        path, saved = "grid", _shifted_conv.input_grid(x, grid)
+        out = _shifted_conv.forward(saved, grid, weight, dilation, out_hw)
     elif _compiled.ENABLED and _is_depthwise(x, weight, groups) and stride == dilation == (1, 1):
         path, saved = "depthwise", x
         out = np.empty((x.shape[0], x.shape[1], *out_hw), dtype=x.dtype)
@@ -205,7 +206,8 @@ def conv2d(
     if bias is not None:
         out += bias[None, :, None, None]
     has_bias = bias is not None
-    return out, Conv2dCache(x.shape, weight, has_bias, pad, stride, dilation, groups, path, saved)
+    cache = Conv2dCache(x.shape, weight, has_bias, pad, stride, dilation, groups, path, saved, grid)
+    return out, cache
 
 
 def _forward(xp, weight, groups, stride, dilation, out_hw) -> np.ndarray:
@@ -219,12 +221,9 @@ def _forward(xp, weight, groups, stride, dilation, out_hw) -> np.ndarray:
 
 def _backward(dout, cache: Conv2dCache) -> tuple[np.ndarray, np.ndarray]:
     """(dL/dx of the unpadded input, dL/dweight) by the kernels the forward pass took."""
-    weight, padding, shape = cache.weight, cache.padding, cache.input_shape
+    weight, padding = cache.weight, cache.padding
     if cache.path == "grid":
-        padded_shape = (*shape[:2], *(shape[2 + i] + sum(padding[i]) for i in range(2)))
-        return _shifted_conv.backward(
-            dout, cache.saved, weight, padded_shape, padding, cache.dilation
-        )
+        return _shifted_conv.backward(dout, cache.saved, cache.grid, weight, cache.dilation)
     if cache.path == "depthwise":
         x = cache.saved
         dx, dweight = np.zeros_like(x), np.zeros_like(weight)
