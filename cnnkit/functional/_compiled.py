@@ -79,68 +79,83 @@ def _max_pool_backward(dout, argmax, kernel_w, stride_h, stride_w, top, left, dx
                 dx[n, c, row, column] += dout[n, c, i, j]
 
 
-def _valid_columns(v: int, left: int, width: int, out_w: int) -> tuple[int, int]:
-    """The outputs j in [first, last) whose tap column j + v - left lies inside 0..width-1."""
-    return max(0, left - v), min(out_w, width + left - v)
+def _plane_grid(height, width, top, left, out_h, out_w, kernel_h, kernel_w):
+    """(rows, width) of the zero-padded plane that every tap of every output reads inside."""
+    return max(height + top, out_h + kernel_h - 1), max(width + left, out_w + kernel_w - 1)
 
 
 def _depthwise_forward(x, weight, top, left, out):
-    """out[n,c,i,j] = sum_{u,v} x[n, c, i + u - top, j + v - left] * weight[c, 0, u, v].
+    """out[n,c,i,j] = sum_{u,v} xpad[n, c, i + u, j + v] * weight[c, 0, u, v] (stride 1).
 
-    Stride 1; taps on the zero padding are skipped, so no padded copy of x is made. Taps are
-    added in the NumPy kernel's order (u, then v): every output is the same sum of the same
-    nonzero products as in conv._depthwise_forward. The innermost loop runs over contiguous row
-    views, which LLVM vectorises.
+    Each plane is copied into a zero-padded buffer of G_w columns, flattened, where tap (u, v)
+    is the constant shift u*G_w + v: one long vectorised multiply-add per tap over the whole
+    plane (outputs computed on all G_w columns, the last ones dropped). Taps are added in the
+    NumPy kernel's order (u, then v), so every output is the same sum of the same products as
+    conv._depthwise_forward.
     """
     n_images, channels, height, width = x.shape
     kernel_h, kernel_w = weight.shape[2], weight.shape[3]
     out_h, out_w = out.shape[2], out.shape[3]
-    for plane in range(n_images * channels):
-        n, c = plane // channels, plane % channels
+    grid_h, grid_w = _plane_grid(height, width, top, left, out_h, out_w, kernel_h, kernel_w)
+    length = out_h * grid_w
+    plane = np.zeros(grid_h * grid_w + kernel_w, dtype=x.dtype)
+    total = np.empty(length, dtype=x.dtype)
+    for index in range(n_images * channels):
+        n, c = index // channels, index % channels
+        for r in range(height):
+            start = (r + top) * grid_w + left
+            plane[start : start + width] = x[n, c, r]
+        total[:] = 0
+        for u in range(kernel_h):
+            for v in range(kernel_w):
+                tap = weight[c, 0, u, v]
+                shifted = plane[u * grid_w + v :]
+                for q in range(length):
+                    total[q] += shifted[q] * tap
         for i in range(out_h):
-            row = out[n, c, i]
-            row[:] = 0
-            for u in range(kernel_h):
-                source_row = i + u - top
-                if source_row < 0 or source_row >= height:
-                    continue
-                line = x[n, c, source_row]
-                for v in range(kernel_w):
-                    first, last = _valid_columns(v, left, width, out_w)
-                    tap = weight[c, 0, u, v]
-                    window, target = line[first + v - left : last + v - left], row[first:last]
-                    for j in range(last - first):
-                        target[j] += window[j] * tap
+            out[n, c, i] = total[i * grid_w : i * grid_w + out_w]
 
 
 def _depthwise_backward(dout, x, weight, top, left, dx, dweight):
-    """dx[n,c,i+u-top,j+v-left] += dout * weight[c,0,u,v]; dweight[c,0,u,v] = sum dout * x.
+    """dx = the adjoint of _depthwise_forward applied to dout; dweight[c,0,u,v] = sum dout * xpad.
 
-    The adjoint of _depthwise_forward (stride 1, taps on the padding skipped); dx and dweight
-    are zero on entry.
+    On the same flat padded planes: dxpad[q] = sum_{u,v} dy[q - u*G_w - v] * weight[c,0,u,v]
+    (dy zero off the valid outputs and in a leading margin) and dweight[c,0,u,v] is the dot
+    product of dy with the plane shifted by u*G_w + v. dweight is zero on entry.
     """
     n_images, channels, height, width = x.shape
     kernel_h, kernel_w = weight.shape[2], weight.shape[3]
     out_h, out_w = dout.shape[2], dout.shape[3]
-    for c in range(channels):
-        for n in range(n_images):
-            for i in range(out_h):
-                for u in range(kernel_h):
-                    source_row = i + u - top
-                    if source_row < 0 or source_row >= height:
-                        continue
-                    line, dline = x[n, c, source_row], dx[n, c, source_row]
-                    for v in range(kernel_w):
-                        first, last = _valid_columns(v, left, width, out_w)
-                        tap = weight[c, 0, u, v]
-                        grad = dout[n, c, i, first:last]
-                        window = line[first + v - left : last + v - left]
-                        dwindow = dline[first + v - left : last + v - left]
-                        total = dweight.dtype.type(0)
-                        for j in range(last - first):
-                            dwindow[j] += grad[j] * tap
-                            total += grad[j] * window[j]
-                        dweight[c, 0, u, v] += total
+    grid_h, grid_w = _plane_grid(height, width, top, left, out_h, out_w, kernel_h, kernel_w)
+    size, length = grid_h * grid_w, out_h * grid_w
+    margin = (kernel_h - 1) * grid_w + kernel_w - 1
+    plane = np.zeros(size + kernel_w, dtype=x.dtype)
+    grads = np.zeros(margin + size, dtype=x.dtype)
+    dplane = np.empty(size, dtype=x.dtype)
+    for index in range(n_images * channels):
+        n, c = index // channels, index % channels
+        for r in range(height):
+            start = (r + top) * grid_w + left
+            plane[start : start + width] = x[n, c, r]
+        for i in range(out_h):
+            start = margin + i * grid_w
+            grads[start : start + out_w] = dout[n, c, i]
+        upstream = grads[margin : margin + length]
+        dplane[:] = 0
+        for u in range(kernel_h):
+            for v in range(kernel_w):
+                tap = weight[c, 0, u, v]
+                offset = u * grid_w + v
+                shifted, back = plane[offset:], grads[margin - offset :]
+                product = dweight.dtype.type(0)
+                for q in range(length):
+                    product += upstream[q] * shifted[q]
+                dweight[c, 0, u, v] += product
+                for q in range(size):
+                    dplane[q] += back[q] * tap
+        for r in range(height):
+            start = (r + top) * grid_w + left
+            dx[n, c, r] = dplane[start : start + width]
 
 
 def _im2col(xp, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, cols):
@@ -240,7 +255,7 @@ def _batch_norm_input_gradient(dout, x_hat, mean_dy, mean_dy_xhat, scale, dx):
                 result[j] = (grad[j] - mean_dy[c] - normalized[j] * mean_dy_xhat[c]) * scale[c]
 
 
-_valid_columns = _compile(_valid_columns)
+_plane_grid = _compile(_plane_grid)
 max_pool_forward = _compile(_max_pool_forward)
 max_pool_backward = _compile(_max_pool_backward)
 depthwise_forward = _compile(_depthwise_forward)

@@ -226,7 +226,7 @@ def _backward(dout, cache: Conv2dCache) -> tuple[np.ndarray, np.ndarray]:
         return _shifted_conv.backward(dout, cache.saved, cache.grid, weight, cache.dilation)
     if cache.path == "depthwise":
         x = cache.saved
-        dx, dweight = np.zeros_like(x), np.zeros_like(weight)
+        dx, dweight = np.empty_like(x), np.zeros_like(weight)
         grads = np.ascontiguousarray(dout)
         _compiled.depthwise_backward(grads, x, weight, padding[0][0], padding[1][0], dx, dweight)
         return dx, dweight
