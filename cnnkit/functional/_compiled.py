@@ -159,19 +159,26 @@ def _depthwise_backward(dout, x, weight, top, left, dx, dweight):
 
 
 def _im2col(xp, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, cols):
-    """cols[(c, u, v), (n, i, j)] = xp[n, c, i*s + u*d, j*s + v*d]: conv._im2col for one group."""
+    """cols[(c, u, v), (n, i, j)] = xp[n, c, i*s + u*d, j*s + v*d]: conv._im2col for one group.
+
+    The innermost loop copies between row views (plain indices, no offset arithmetic), which
+    LLVM turns into vector copies where the stride is 1.
+    """
     n_images, channels = xp.shape[0], xp.shape[1]
     taps = kernel_h * kernel_w
     out_w = (xp.shape[3] - dilation_w * (kernel_w - 1) - 1) // stride_w + 1
     out_h = cols.shape[1] // (n_images * out_w)
+    span = (out_w - 1) * stride_w + 1
     for row in range(channels * taps):
         c, u, v = row // taps, (row % taps) // kernel_w, row % kernel_w
         for n in range(n_images):
             for i in range(out_h):
-                source = xp[n, c, i * stride_h + u * dilation_h]
-                target = cols[row, (n * out_h + i) * out_w : (n * out_h + i + 1) * out_w]
+                line = xp[n, c, i * stride_h + u * dilation_h]
+                source = line[v * dilation_w : v * dilation_w + span : stride_w]
+                start = (n * out_h + i) * out_w
+                target = cols[row, start : start + out_w]
                 for j in range(out_w):
-                    target[j] = source[j * stride_w + v * dilation_w]
+                    target[j] = source[j]
 
 
 def _col2im(cols, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, dxp):
@@ -183,16 +190,19 @@ def _col2im(cols, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w
     taps = kernel_h * kernel_w
     out_w = (dxp.shape[3] - dilation_w * (kernel_w - 1) - 1) // stride_w + 1
     out_h = cols.shape[1] // (n_images * out_w)
+    span = (out_w - 1) * stride_w + 1
     for c in range(channels):
         for u in range(kernel_h):
             for v in range(kernel_w):
                 row = c * taps + u * kernel_w + v
                 for n in range(n_images):
                     for i in range(out_h):
-                        target = dxp[n, c, i * stride_h + u * dilation_h]
-                        source = cols[row, (n * out_h + i) * out_w : (n * out_h + i + 1) * out_w]
+                        line = dxp[n, c, i * stride_h + u * dilation_h]
+                        target = line[v * dilation_w : v * dilation_w + span : stride_w]
+                        start = (n * out_h + i) * out_w
+                        source = cols[row, start : start + out_w]
                         for j in range(out_w):
-                            target[j * stride_w + v * dilation_w] += source[j]
+                            target[j] += source[j]
 
 
 def _channel_sums(x, sums):
