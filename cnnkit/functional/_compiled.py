@@ -84,6 +84,13 @@ def _plane_grid(height, width, top, left, out_h, out_w, kernel_h, kernel_w):
     return max(height + top, out_h + kernel_h - 1), max(width + left, out_w + kernel_w - 1)
 
 
+def _load_plane(image, top, left, grid_w, plane):
+    """Copy one (H, W) plane into the flat zero-padded buffer, row r at (r + top)*G_w + left."""
+    for r in range(image.shape[0]):
+        start = (r + top) * grid_w + left
+        plane[start : start + image.shape[1]] = image[r]
+
+
 def _depthwise_forward(x, weight, top, left, out):
     """out[n,c,i,j] = sum_{u,v} xpad[n, c, i + u, j + v] * weight[c, 0, u, v] (stride 1).
 
@@ -102,9 +109,7 @@ def _depthwise_forward(x, weight, top, left, out):
     total = np.empty(length, dtype=x.dtype)
     for index in range(n_images * channels):
         n, c = index // channels, index % channels
-        for r in range(height):
-            start = (r + top) * grid_w + left
-            plane[start : start + width] = x[n, c, r]
+        _load_plane(x[n, c], top, left, grid_w, plane)
         total[:] = 0
         for u in range(kernel_h):
             for v in range(kernel_w):
@@ -134,9 +139,7 @@ def _depthwise_backward(dout, x, weight, top, left, dx, dweight):
     dplane = np.empty(size, dtype=x.dtype)
     for index in range(n_images * channels):
         n, c = index // channels, index % channels
-        for r in range(height):
-            start = (r + top) * grid_w + left
-            plane[start : start + width] = x[n, c, r]
+        _load_plane(x[n, c], top, left, grid_w, plane)
         for i in range(out_h):
             start = margin + i * grid_w
             grads[start : start + out_w] = dout[n, c, i]
@@ -205,18 +208,6 @@ def _col2im(cols, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w
                             target[j] += source[j]
 
 
-def _channel_sums(x, sums):
-    """sums[c] = sum over (n, m) of x[n, c, m], accumulated in float64."""
-    n_images, channels, size = x.shape
-    for c in range(channels):
-        total = 0.0
-        for n in range(n_images):
-            row = x[n, c]
-            for j in range(size):
-                total += row[j]
-        sums[c] = total
-
-
 def _channel_square_sums(x, shift, sums):
     """sums[c] = sum over (n, m) of (x[n, c, m] - shift[c])**2, accumulated in float64."""
     n_images, channels, size = x.shape
@@ -266,12 +257,12 @@ def _batch_norm_input_gradient(dout, x_hat, mean_dy, mean_dy_xhat, scale, dx):
 
 
 _plane_grid = _compile(_plane_grid)
+_load_plane = _compile(_load_plane)
 max_pool_forward = _compile(_max_pool_forward)
 max_pool_backward = _compile(_max_pool_backward)
 depthwise_forward = _compile(_depthwise_forward)
 depthwise_backward = _compile(_depthwise_backward, fastmath={"reassoc"})
 im2col = _compile(_im2col)
-channel_sums = _compile(_channel_sums, fastmath={"reassoc"})
 channel_square_sums = _compile(_channel_square_sums, fastmath={"reassoc"})
 batch_norm_forward = _compile(_batch_norm_forward)
 batch_norm_sums = _compile(_batch_norm_sums, fastmath={"reassoc"})

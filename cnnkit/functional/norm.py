@@ -68,12 +68,6 @@ def _by_channel(*arrays: np.ndarray) -> list[np.ndarray]:
     return [a if a.ndim == 1 else a.reshape(a.shape[0], a.shape[1], -1) for a in arrays]
 
 
-def _channel_sums(x: np.ndarray) -> np.ndarray:
-    sums = np.empty(x.shape[1])
-    _compiled.channel_sums(*_by_channel(x), sums)
-    return sums.astype(x.dtype)
-
-
 def _channel_square_sums(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
     sums = np.empty(x.shape[1])
     _compiled.channel_square_sums(*_by_channel(x, mean.astype(x.dtype)), sums)
@@ -124,8 +118,7 @@ def batch_norm(
     count = 0
     if training:
         local_count = np.array([x.size // channels], dtype=x.dtype)
-        local_sums = _channel_sums(x) if compiled else x.sum(axis=axes)
-        sums, (count,) = _summed(allreduce, local_sums, local_count)
+        sums, (count,) = _summed(allreduce, x.sum(axis=axes), local_count)
         count = int(count)
         if count < 2:
             raise ValueError(
