@@ -34,49 +34,93 @@ def _compile(function, fastmath=False):
     return numba.njit(cache=True, fastmath=fastmath, nogil=True)(function)
 
 
-def _max_pool_forward(x, kernel_h, kernel_w, stride_h, stride_w, top, left, first_tap, out, argmax):
-    """out = maxima of the windows over x (N, C, H, W) padded with -inf; argmax = tap u * kW + v.
+def _phase_span(phase: int, offset: int, stride: int, size: int) -> tuple[int, int, int]:
+    """(first s, its phase index, count) of the s < size with (s + offset) % stride == phase."""
+    first = (phase - offset) % stride
+    if first >= size:
+        return first, 0, 0
+    return first, (first + offset) // stride, (size - first - 1) // stride + 1
 
-    Taps in the padding are skipped, which is what -inf padding amounts to. Ties keep the first
-    maximum in row-major tap order, a NaN always wins (the last NaN when there are several), and
-    a window of -inf keeps ``first_tap``: pool.max_pool2d's rules.
+
+def _max_pool_backward(
+    x, dout, kernel_h, kernel_w, stride_h, stride_w, top, left, first_tap, argmax, dx
+):
+    """argmax = each window's winning tap u * kW + v, and dx[winner] += dout, plane by plane.
+
+    Each plane, padded with -inf, is split into stride_h x stride_w phase planes (row % s_h,
+    column % s_w), each flattened with a pitch of P columns; tap (u, v) of output (i, j) is then
+    phase (u % s_h, v % s_w) at (i*P + j) + (u // s_h)*P + v // s_w, a constant shift, so the
+    winner search and the routing are one long vectorised loop per tap. Ties keep the first
+    maximum in row-major tap order, a NaN always wins (the last NaN when there are several),
+    and a window of -inf keeps ``first_tap``: pool.max_pool2d's rules.
     """
     n_images, channels, height, width = x.shape
-    out_h, out_w = out.shape[2], out.shape[3]
-    for plane in range(n_images * channels):
-        n, c = plane // channels, plane % channels
-        for i in range(out_h):
-            top_row = i * stride_h - top
-            for j in range(out_w):
-                first_column = j * stride_w - left
-                best = -np.inf
-                winner = first_tap[i, j]
-                for u in range(kernel_h):
-                    row = top_row + u
-                    if 0 <= row < height:
-                        for v in range(kernel_w):
-                            column = first_column + v
-                            if 0 <= column < width:
-                                value = x[n, c, row, column]
-                                if value != value or value > best:
-                                    best = value
-                                    winner = u * kernel_w + v
-                out[n, c, i, j] = best
-                argmax[n, c, i, j] = winner
-
-
-def _max_pool_backward(dout, argmax, kernel_w, stride_h, stride_w, top, left, dx):
-    """dx[window's winner] += dout, for every output (dx zero on entry; winners lie inside)."""
-    n_images, channels = dout.shape[0], dout.shape[1]
     out_h, out_w = dout.shape[2], dout.shape[3]
-    for plane in range(n_images * channels):
-        n, c = plane // channels, plane % channels
+    rows = out_h + (kernel_h - 1) // stride_h + 1
+    pitch = out_w + (kernel_w - 1) // stride_w + 1
+    length = out_h * pitch
+    phases = np.full((stride_h, stride_w, rows * pitch), -np.inf, dtype=x.dtype)
+    dphases = np.empty((stride_h, stride_w, rows * pitch), dtype=dx.dtype)
+    best = np.empty(length, dtype=x.dtype)
+    winner = np.empty(length, dtype=np.int32)
+    start_tap = np.zeros(length, dtype=np.int32)
+    grads = np.zeros(length, dtype=dx.dtype)
+    for i in range(out_h):
+        start_tap[i * pitch : i * pitch + out_w] = first_tap[i]
+    for index in range(n_images * channels):
+        n, c = index // channels, index % channels
+        _copy_phases(x[n, c], top, left, stride_h, stride_w, pitch, phases, True)
         for i in range(out_h):
-            for j in range(out_w):
-                tap = argmax[n, c, i, j]
-                row = i * stride_h - top + tap // kernel_w
-                column = j * stride_w - left + tap % kernel_w
-                dx[n, c, row, column] += dout[n, c, i, j]
+            grads[i * pitch : i * pitch + out_w] = dout[n, c, i]
+        best[:] = -np.inf
+        winner[:] = start_tap
+        for u in range(kernel_h):
+            for v in range(kernel_w):
+                tap = u * kernel_w + v
+                shift = (u // stride_h) * pitch + v // stride_w
+                source = phases[u % stride_h, v % stride_w, shift:]
+                for q in range(length):
+                    value = source[q]
+                    better = (value != value) | (value > best[q])
+                    best[q] = value if better else best[q]
+                    winner[q] = tap if better else winner[q]
+        for i in range(out_h):
+            argmax[n, c, i] = winner[i * pitch : i * pitch + out_w]
+        dphases[:] = 0
+        for u in range(kernel_h):
+            for v in range(kernel_w):
+                tap = u * kernel_w + v
+                shift = (u // stride_h) * pitch + v // stride_w
+                target = dphases[u % stride_h, v % stride_w, shift:]
+                for q in range(length):
+                    target[q] += grads[q] if winner[q] == tap else 0
+        dx[n, c] = 0
+        _copy_phases(dx[n, c], top, left, stride_h, stride_w, pitch, dphases, False)
+
+
+def _copy_phases(plane, top, left, stride_h, stride_w, pitch, phases, into_phases):
+    """Copy an (H, W) plane into its phase planes (into_phases) or back out of them.
+
+    Row r, column s of the plane is phase ((r + top) % s_h, (s + left) % s_w) at
+    ((r + top) // s_h) * pitch + (s + left) // s_w; rows and columns past the phases are skipped.
+    """
+    height, width = plane.shape
+    rows = phases.shape[2] // pitch
+    for a in range(stride_h):
+        for b in range(stride_w):
+            first, index, count = _phase_span(b, left, stride_w, width)
+            count = min(count, pitch - index)
+            if count <= 0:
+                continue
+            for row in range(rows):
+                r = row * stride_h + a - top
+                if r < 0 or r >= height:
+                    continue
+                start = row * pitch + index
+                if into_phases:
+                    phases[a, b, start : start + count] = plane[r, first::stride_w][:count]
+                else:
+                    plane[r, first::stride_w][:count] = phases[a, b, start : start + count]
 
 
 def _plane_grid(height, width, top, left, out_h, out_w, kernel_h, kernel_w):
@@ -258,7 +302,8 @@ def _batch_norm_input_gradient(dout, x_hat, mean_dy, mean_dy_xhat, scale, dx):
 
 _plane_grid = _compile(_plane_grid)
 _load_plane = _compile(_load_plane)
-max_pool_forward = _compile(_max_pool_forward)
+_phase_span = _compile(_phase_span)
+_copy_phases = _compile(_copy_phases)
 max_pool_backward = _compile(_max_pool_backward)
 depthwise_forward = _compile(_depthwise_forward)
 depthwise_backward = _compile(_depthwise_backward, fastmath={"reassoc"})

@@ -97,15 +97,6 @@ def max_pool2d(
 
 def winning_taps(x: np.ndarray, geometry: PoolGeometry) -> np.ndarray:
     """Index u * kW + v of the tap that wins each window, by PyTorch's CPU rules (module doc)."""
-    if _compiled.ENABLED:
-        (top, _), (left, _) = geometry.padding
-        out = np.empty(x.shape[:2] + geometry.out_hw, dtype=x.dtype)
-        argmax = np.empty(out.shape, dtype=np.int32)
-        first_tap = _first_inside_tap(geometry)
-        kernel, stride = geometry.kernel, geometry.stride
-        x = np.ascontiguousarray(x)
-        _compiled.max_pool_forward(x, *kernel, *stride, top, left, first_tap, out, argmax)
-        return argmax
     xp = pad_hw(x, geometry.padding, value=-np.inf)
     best_so_far = np.full(x.shape[:2] + geometry.out_hw, -np.inf, dtype=x.dtype)
     argmax = np.broadcast_to(_first_inside_tap(geometry), best_so_far.shape).copy()
@@ -136,15 +127,23 @@ def _first_inside_tap(geometry: PoolGeometry) -> np.ndarray:
 def max_pool2d_backward(dout: np.ndarray, cache: MaxPool2dCache) -> np.ndarray:
     """dL/dx: each output's gradient goes to the one input that was its maximum."""
     geometry = cache.geometry
-    if cache.argmax is None:
-        cache.argmax = winning_taps(cache.source, geometry)
     if _compiled.ENABLED:
         (top, _), (left, _) = geometry.padding
-        dx = np.zeros(cache.source.shape, dtype=dout.dtype)
-        dout = np.ascontiguousarray(dout)
-        kernel_w, stride = geometry.kernel[1], geometry.stride
-        _compiled.max_pool_backward(dout, cache.argmax, kernel_w, *stride, top, left, dx)
+        cache.argmax = np.empty(dout.shape, dtype=np.int32)
+        dx = np.empty(cache.source.shape, dtype=dout.dtype)
+        _compiled.max_pool_backward(
+            *(np.ascontiguousarray(a) for a in (cache.source, dout)),
+            *geometry.kernel,
+            *geometry.stride,
+            top,
+            left,
+            _first_inside_tap(geometry),
+            cache.argmax,
+            dx,
+        )
         return dx
+    if cache.argmax is None:
+        cache.argmax = winning_taps(cache.source, geometry)
     dxp = np.zeros(cache.padded_shape, dtype=dout.dtype)
     plane_bytes = dout.shape[2] * dout.shape[3] * dout.itemsize
     for images, channels in cache_blocks(*dout.shape[:2], plane_bytes):
