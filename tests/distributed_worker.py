@@ -16,7 +16,7 @@ import numpy as np
 from cnnkit import models, optim
 from cnnkit.data import Compose, DataLoader, RandomShift, load_digits
 from cnnkit.distributed import Communicator, launched_ranks, sync_batch_norm
-from cnnkit.train import Callback, Trainer, evaluate
+from cnnkit.train import Callback, Trainer, TrainingDiverged, evaluate
 
 
 def as_float64(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -48,6 +48,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--kill-rank", type=int)
     parser.add_argument("--kill-after-epoch", type=int, default=1)
+    parser.add_argument(
+        "--stop-log", help="on TrainingDiverged, write its message to STOP_LOG.<rank>, then raise"
+    )
     return parser.parse_args()
 
 
@@ -90,7 +93,13 @@ def main() -> None:
     )
     if args.resume:
         trainer.resume(args.resume, loader)
-    trainer.fit(loader, args.epochs)
+    try:
+        trainer.fit(loader, args.epochs)
+    except TrainingDiverged as error:
+        if args.stop_log:  # the ranks' stderr interleaves: each rank reports in its own file
+            with open(f"{args.stop_log}.{rank}", "w") as log:
+                log.write(str(error))
+        raise
     test_indices = np.arange(len(splits.test.labels))[rank::size]
     test_loader = DataLoader(
         splits.test.images, splits.test.labels, 100, indices=test_indices, transform=as_float64

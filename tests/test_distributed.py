@@ -162,10 +162,12 @@ def test_killed_rank_stops_the_job_and_leaves_a_whole_checkpoint(tmp_path):
 def test_diverging_loss_stops_every_rank_at_the_same_step(tmp_path):
     command = [sys.executable, str(WORKER), "--out", str(tmp_path / "never.npz")]
     command += ["--model", "lenet5", "--lr", "1e30", "--epochs", "3"]
+    command += ["--stop-log", str(tmp_path / "stop")]
     result = launch(command, 2)
     assert result.returncode != 0
-    stops = [line for line in result.stderr.splitlines() if "TrainingDiverged" in line]
-    assert len(stops) == 2 and stops[0] == stops[1], result.stderr
+    assert "TrainingDiverged" in result.stderr
+    stops = [(tmp_path / f"stop.{rank}").read_text() for rank in range(2)]
+    assert stops[0] == stops[1], stops
     assert "training stopped before the update" in stops[0]
 
 
