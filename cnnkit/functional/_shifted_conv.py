@@ -48,6 +48,11 @@ class Grid:
     size: int
 
     @property
+    def margin(self) -> int:
+        """The largest tap offset, (kH-1)*d*Wg + (kW-1)*d."""
+        return self.offsets[-1]
+
+    @property
     def length(self) -> int:
         """The number of output positions q, N*Hg*Wg."""
         return self.images * self.block[0] * self.block[1]
@@ -150,7 +155,7 @@ def forward(values: np.ndarray, grid: Grid, weight: np.ndarray, dilation, out_hw
 def _upstream_grid(dout: np.ndarray, grid: Grid) -> np.ndarray:
     """dY at [margin + q], zero in the margin of max offset, off the valid outputs and after."""
     c_out, (out_h, out_w) = dout.shape[1], dout.shape[2:]
-    margin = grid.offsets[-1]
+    margin = grid.margin
     grads = scratch("shifted conv upstream", (c_out, margin + grid.length + grid.lead), dout.dtype)
     grads[:, :margin] = 0
     grads[:, margin + grid.length :] = 0
@@ -164,7 +169,7 @@ def _upstream_grid(dout: np.ndarray, grid: Grid) -> np.ndarray:
 def backward(dout, values: np.ndarray, grid: Grid, weight, dilation):
     """(dL/dx (N, C_in, H, W), dL/dweight) given dL/dy (N, C_out, Ho, Wo)."""
     c_out, c_in, kh, kw = weight.shape
-    margin = grid.offsets[-1]
+    margin = grid.margin
     grads = _upstream_grid(dout, grid)
     # dG[f] reads grads[margin + f - off(u, v)] = grads[f + off(kH-1-u, kW-1-v)]: the gather
     # of dY at f with the rotated kernel's offsets; only f in the images' span is needed

@@ -188,34 +188,34 @@ def batch_norm_backward(
     Synchronized: the two sums and m are over the global batch; dgamma and dbeta stay this
     rank's share, to be summed with the other parameter gradients.
     """
-    axes = _reduce_axes(dout)
-    ndim = dout.ndim
     x_hat = cache.x_hat()
     scale = cache.inv_std if cache.gamma is None else cache.gamma * cache.inv_std
-    if cache.training and _compiled_kernels_take(dout) and x_hat.flags.c_contiguous:
-        return _compiled_training_backward(dout, x_hat, scale, cache)
-    dbeta = dout.sum(axis=axes)
-    dgamma = (dout * x_hat).sum(axis=axes)
-    if cache.training:
-        sum_dy, sum_dy_xhat = _summed(cache.allreduce, dbeta, dgamma)
-        count = dout.dtype.type(cache.count)
-        centred = dout - _per_channel(sum_dy / count, ndim)
-        centred -= x_hat * _per_channel(sum_dy_xhat / count, ndim)
-        dx = centred * _per_channel(scale, ndim)
+    compiled = cache.training and _compiled_kernels_take(dout) and x_hat.flags.c_contiguous
+    if compiled:
+        dbeta, dgamma = _compiled_gradient_sums(dout, x_hat)
     else:
-        dx = dout * _per_channel(scale, ndim)
+        axes = _reduce_axes(dout)
+        dbeta, dgamma = dout.sum(axis=axes), (dout * x_hat).sum(axis=axes)
+    if not cache.training:
+        return dout * _per_channel(scale, dout.ndim), dgamma, dbeta
+    sum_dy, sum_dy_xhat = _summed(cache.allreduce, dbeta, dgamma)
+    count = dout.dtype.type(cache.count)
+    mean_dy, mean_dy_xhat = sum_dy / count, sum_dy_xhat / count
+    if compiled:
+        dx = np.empty_like(dout)
+        _compiled.batch_norm_input_gradient(
+            *_by_channel(dout, x_hat, mean_dy, mean_dy_xhat, scale, dx)
+        )
+    else:
+        ndim = dout.ndim
+        dx = dout - _per_channel(mean_dy, ndim)
+        dx -= x_hat * _per_channel(mean_dy_xhat, ndim)
+        dx *= _per_channel(scale, ndim)
     return dx, dgamma, dbeta
 
 
-def _compiled_training_backward(dout, x_hat, scale, cache: BatchNormCache):
-    """batch_norm_backward's training formula as two compiled passes: the sums, then dx."""
+def _compiled_gradient_sums(dout: np.ndarray, x_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sum dy, sum dy * xhat) per channel in one compiled pass, accumulated in float64."""
     sum_dy, sum_dy_xhat = np.empty(dout.shape[1]), np.empty(dout.shape[1])
     _compiled.batch_norm_sums(*_by_channel(dout, x_hat), sum_dy, sum_dy_xhat)
-    dbeta, dgamma = sum_dy.astype(dout.dtype), sum_dy_xhat.astype(dout.dtype)
-    total_dy, total_dy_xhat = _summed(cache.allreduce, dbeta, dgamma)
-    count = dout.dtype.type(cache.count)
-    dx = np.empty_like(dout)
-    _compiled.batch_norm_input_gradient(
-        *_by_channel(dout, x_hat, total_dy / count, total_dy_xhat / count, scale, dx)
-    )
-    return dx, dgamma, dbeta
+    return sum_dy.astype(dout.dtype), sum_dy_xhat.astype(dout.dtype)
