@@ -9,14 +9,16 @@ off(u, v) = u*d*Wg + v*d, a constant shift, so with W the weight as (C_out, C_in
 
     cols[(c, u, v), q] = G[c, q + off(u, v)]          (each row: one contiguous run of G)
     Y = W @ cols                                      (forward)
-    dW = dY @ cols^T                                  (weight gradient)
     dG[:, f] = sum_{u,v} W[:, :, u, v]^T dY[:, f - off(u, v)] = W_rot @ cols'(dY)
+    dW[:, c, u, v] = sum_q dY[:, q] G[c, q + off(u, v)] = sum_f dY[:, f - off(u, v)] G[c, f]
 
 where cols'(dY) gathers dY (zero off the Ho x Wo valid outputs) at the offsets of the kernel
 rotated by 180 degrees, W_rot: the input gradient is a gather and a GEMM too, with no col2im
-scatter-add. Y is computed for every q on the grid and cropped; the price is the
-(Hg*Wg)/(Ho*Wo) extra arithmetic of the shared border (1.13x for 16 x 16 images and a 3x3
-kernel), the gain that the columns are filled at memcpy speed instead of Wo values at a time.
+scatter-add, and the weight gradient is cols'(dY) @ G^T, the same columns against the grid
+itself (a strided view, no copy), so the backward pass gathers once. Y is computed for every q
+on the grid and cropped; the price is the (Hg*Wg)/(Ho*Wo) extra arithmetic of the shared border
+(1.13x for 16 x 16 images and a 3x3 kernel), the gain that the columns are filled at memcpy
+speed instead of Wo values at a time.
 The columns are built chunk by chunk, so the column buffer stays within ``CHUNK_BYTES``.
 """
 
@@ -169,22 +171,21 @@ def _upstream_grid(dout: np.ndarray, grid: Grid) -> np.ndarray:
 def backward(dout, values: np.ndarray, grid: Grid, weight, dilation):
     """(dL/dx (N, C_in, H, W), dL/dweight) given dL/dy (N, C_out, Ho, Wo)."""
     c_out, c_in, kh, kw = weight.shape
-    margin = grid.margin
     grads = _upstream_grid(dout, grid)
     # dG[f] reads grads[margin + f - off(u, v)] = grads[f + off(kH-1-u, kW-1-v)]: the gather
     # of dY at f with the rotated kernel's offsets; only f in the images' span is needed
     rotated = weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(c_in, c_out * kh * kw)
-    rows = max(c_in, c_out) * kh * kw
-    step, chunks = _chunks(grid.length, rows, dout.itemsize)
-    buffer = scratch("shifted conv columns", (rows, step), dout.dtype)
+    step, chunks = _chunks(grid.length, c_out * kh * kw, dout.itemsize)
+    buffer = scratch("shifted conv columns", (c_out * kh * kw, step), dout.dtype)
     dgrid = scratch("shifted conv input gradient", (c_in, grid.length), dout.dtype)
-    dweight = np.zeros((c_out, c_in * kh * kw), dtype=dout.dtype)
+    # row (o, kH-1-u, kW-1-v) of the columns times G^T: dW[o, c, u, v] with the taps rotated
+    rotated_dweight = np.zeros((c_out * kh * kw, c_in), dtype=dout.dtype)
     for start, stop in chunks:
-        columns = _gather(values, start, stop, (kh, kw), dilation, grid.block[1], buffer)
-        dweight += grads[:, margin + start : margin + stop] @ columns.T
         shifted = (grid.lead + start, grid.lead + stop)
         columns = _gather(grads, *shifted, (kh, kw), dilation, grid.block[1], buffer)
         np.matmul(rotated, columns, out=dgrid[:, start:stop])
+        rotated_dweight += columns @ values[:, shifted[0] : shifted[1]].T
     dx = np.empty((grid.images, c_in, grid.height, grid.width), dtype=dout.dtype)
     dx[...] = grid.blocks(dgrid)[:, :, : grid.height, : grid.width].transpose(1, 0, 2, 3)
-    return dx, dweight.reshape(weight.shape)
+    dweight = rotated_dweight.reshape(c_out, kh, kw, c_in)[:, ::-1, ::-1].transpose(0, 3, 1, 2)
+    return dx, np.ascontiguousarray(dweight)
