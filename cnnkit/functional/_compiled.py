@@ -265,39 +265,39 @@ def _channel_square_sums(x, shift, sums):
         sums[c] = total
 
 
-def _batch_norm_forward(x, mean, inv_std, gamma, beta, x_hat, out):
-    """x_hat = (x - mean) * inv_std and out = x_hat * gamma + beta per channel, in one pass."""
+def _batch_norm_forward(x, mean, inv_std, gamma, beta, out):
+    """out = (x - mean) * inv_std * gamma + beta per channel, in one pass."""
     n_images, channels, size = x.shape
     for n in range(n_images):
         for c in range(channels):
-            row, normalized, result = x[n, c], x_hat[n, c], out[n, c]
+            row, result = x[n, c], out[n, c]
             for j in range(size):
-                value = (row[j] - mean[c]) * inv_std[c]
-                normalized[j] = value
-                result[j] = value * gamma[c] + beta[c]
+                result[j] = (row[j] - mean[c]) * inv_std[c] * gamma[c] + beta[c]
 
 
-def _batch_norm_sums(dout, x_hat, sum_dy, sum_dy_xhat):
-    """sum_dy[c] = sum dout, sum_dy_xhat[c] = sum dout * x_hat, accumulated in float64."""
+def _batch_norm_sums(dout, x, mean, inv_std, sum_dy, sum_dy_xhat):
+    """sum_dy[c] = sum dout, sum_dy_xhat[c] = sum dout * x_hat, accumulated in float64, with
+    x_hat = (x - mean) * inv_std recomputed as the forward pass computed it."""
     n_images, channels, size = dout.shape
     for c in range(channels):
         first, second = 0.0, 0.0
         for n in range(n_images):
-            grad, normalized = dout[n, c], x_hat[n, c]
+            grad, row = dout[n, c], x[n, c]
             for j in range(size):
                 first += grad[j]
-                second += grad[j] * normalized[j]
+                second += grad[j] * ((row[j] - mean[c]) * inv_std[c])
         sum_dy[c], sum_dy_xhat[c] = first, second
 
 
-def _batch_norm_input_gradient(dout, x_hat, mean_dy, mean_dy_xhat, scale, dx):
+def _batch_norm_input_gradient(dout, x, mean, inv_std, mean_dy, mean_dy_xhat, scale, dx):
     """dx = scale * (dout - mean_dy - x_hat * mean_dy_xhat) per channel, in one pass."""
     n_images, channels, size = dout.shape
     for n in range(n_images):
         for c in range(channels):
-            grad, normalized, result = dout[n, c], x_hat[n, c], dx[n, c]
+            grad, row, result = dout[n, c], x[n, c], dx[n, c]
             for j in range(size):
-                result[j] = (grad[j] - mean_dy[c] - normalized[j] * mean_dy_xhat[c]) * scale[c]
+                normalized = (row[j] - mean[c]) * inv_std[c]
+                result[j] = (grad[j] - mean_dy[c] - normalized * mean_dy_xhat[c]) * scale[c]
 
 
 _plane_grid = _compile(_plane_grid)

@@ -36,8 +36,9 @@ def _summed(allreduce: Allreduce | None, *arrays: np.ndarray) -> list[np.ndarray
 
 @dataclass
 class BatchNormCache:
-    """Normalised input (or, in eval mode, the input and mean to recompute it), inverse standard
-    deviation, and whether batch statistics were used."""
+    """Normalised input (or the input and mean to recompute it: in eval mode, and in training
+    mode with the compiled kernels, which recompute it as they go), inverse standard deviation,
+    and whether batch statistics were used."""
 
     normalized: np.ndarray | None
     inv_std: np.ndarray
@@ -147,15 +148,16 @@ def batch_norm(
     if not training:
         return _normalize_with_running_stats(x, mean, inv_std, gamma, beta)
     if compiled:
-        x_hat, out = np.empty_like(x), np.empty_like(x)
+        out, mean = np.empty_like(x), mean.astype(x.dtype)
         ones, zeros = np.ones_like(inv_std), np.zeros_like(inv_std)
         _compiled.batch_norm_forward(
-            *_by_channel(x, mean.astype(x.dtype), inv_std),
+            *_by_channel(x, mean, inv_std),
             ones if gamma is None else gamma,
             zeros if beta is None else beta,
-            *_by_channel(x_hat, out),
+            *_by_channel(out),
         )
-        return out, BatchNormCache(x_hat, inv_std, gamma, training, count, allreduce)
+        cache = BatchNormCache(None, inv_std, gamma, training, count, allreduce, x=x, mean=mean)
+        return out, cache
     x_hat = centred
     x_hat *= _per_channel(inv_std, x.ndim)
     if gamma is None:
@@ -188,12 +190,13 @@ def batch_norm_backward(
     Synchronized: the two sums and m are over the global batch; dgamma and dbeta stay this
     rank's share, to be summed with the other parameter gradients.
     """
-    x_hat = cache.x_hat()
     scale = cache.inv_std if cache.gamma is None else cache.gamma * cache.inv_std
-    compiled = cache.training and _compiled_kernels_take(dout) and x_hat.flags.c_contiguous
+    compiled = cache.training and cache.normalized is None and _compiled_kernels_take(dout)
     if compiled:
-        dbeta, dgamma = _compiled_gradient_sums(dout, x_hat)
+        normalizing = _by_channel(cache.x, cache.mean, cache.inv_std)
+        dbeta, dgamma = _compiled_gradient_sums(dout, normalizing)
     else:
+        x_hat = cache.x_hat()
         axes = _reduce_axes(dout)
         dbeta, dgamma = dout.sum(axis=axes), (dout * x_hat).sum(axis=axes)
     if not cache.training:
@@ -204,7 +207,7 @@ def batch_norm_backward(
     if compiled:
         dx = np.empty_like(dout)
         _compiled.batch_norm_input_gradient(
-            *_by_channel(dout, x_hat, mean_dy, mean_dy_xhat, scale, dx)
+            _by_channel(dout)[0], *normalizing, *_by_channel(mean_dy, mean_dy_xhat, scale, dx)
         )
     else:
         ndim = dout.ndim
@@ -214,8 +217,9 @@ def batch_norm_backward(
     return dx, dgamma, dbeta
 
 
-def _compiled_gradient_sums(dout: np.ndarray, x_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(sum dy, sum dy * xhat) per channel in one compiled pass, accumulated in float64."""
+def _compiled_gradient_sums(dout: np.ndarray, normalizing: list) -> tuple[np.ndarray, np.ndarray]:
+    """(sum dy, sum dy * xhat) per channel in one compiled pass, accumulated in float64, xhat
+    recomputed from ``normalizing`` = (x, mean, inv_std) as the forward pass computed it."""
     sum_dy, sum_dy_xhat = np.empty(dout.shape[1]), np.empty(dout.shape[1])
-    _compiled.batch_norm_sums(*_by_channel(dout, x_hat), sum_dy, sum_dy_xhat)
+    _compiled.batch_norm_sums(*_by_channel(dout), *normalizing, sum_dy, sum_dy_xhat)
     return sum_dy.astype(dout.dtype), sum_dy_xhat.astype(dout.dtype)
