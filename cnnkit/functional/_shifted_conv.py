@@ -20,9 +20,11 @@ on the grid and cropped; the price is the (Hg*Wg)/(Ho*Wo) extra arithmetic of th
 (1.13x for 16 x 16 images and a 3x3 kernel), the gain that the columns are filled at memcpy
 speed instead of Wo values at a time.
 The columns are built chunk by chunk, so the column buffer stays within ``CHUNK_BYTES``, and
-only kernel row 0's C*kW rows are copied: row u's rows are the same copy shifted by u*d*Wg
-columns, a view, so each GEMM above is a sum of kH GEMMs over those views (a copy kH times
-smaller for a few more, shorter GEMMs; 10-20% faster on ResNet-20's 16-64 channel layers).
+only kernel row 0's C*kW rows are copied: row u's rows are the same copy shifted by off(u, 0)
+columns, so W @ cols = sum_u (W_u @ cols_0) shifted by off(u, 0), with W_u kernel row u's
+matrix: one GEMM of all kH row matrices stacked, then kH shifted adds. Against the full copy
+and one GEMM, the copy is kH times smaller and the GEMM kH times taller, which is what a layer
+with few output channels (ResNet-20's 16 and 32) needs to keep BLAS busy.
 """
 
 from __future__ import annotations
@@ -117,15 +119,14 @@ def input_grid(x: np.ndarray, grid: Grid) -> np.ndarray:
     return values
 
 
-def _gather(source, start: int, stop: int, kernel, dilation, grid: Grid, buffer) -> list:
-    """Kernel row u's columns cols_u[(c, v), j] = source[c, start + off(u, v) + j], j < width.
+def _gather(source, start: int, stop: int, kernel, dilation, grid: Grid, buffer) -> np.ndarray:
+    """cols[(c, v), j] = source[c, start + off(0, v) + j] for j < stop - start + off(kH-1, 0).
 
-    Only kernel row 0 is copied, over a span longer by the rows' reach: off(u, v) = off(u, 0) +
-    off(0, v), so cols_u is the copy's columns shifted by off(u, 0), a view.
+    Kernel row 0's columns, over a span longer by the other rows' reach: off(u, v) = off(u, 0) +
+    off(0, v), so kernel row u's columns are these shifted by off(u, 0).
     """
     rows, itemsize = source.shape[0], source.itemsize
-    reach = grid.offsets[(kernel[0] - 1) * kernel[1]]
-    span = stop - start + reach
+    span = stop - start + grid.offsets[(kernel[0] - 1) * kernel[1]]
     taps = as_strided(
         source[:, start:],
         shape=(rows, kernel[1], span),
@@ -134,8 +135,7 @@ def _gather(source, start: int, stop: int, kernel, dilation, grid: Grid, buffer)
     )
     columns = buffer[: rows * kernel[1], :span]
     np.copyto(columns.reshape(taps.shape), taps)
-    shifts = grid.offsets[:: kernel[1]]
-    return [columns[:, shift : shift + stop - start] for shift in shifts]
+    return columns
 
 
 def _chunks(grid: Grid, rows: int, itemsize: int):
@@ -144,25 +144,42 @@ def _chunks(grid: Grid, rows: int, itemsize: int):
     return step, [(start, min(start + step, grid.length)) for start in range(0, grid.length, step)]
 
 
-def _sum_of_products(matrices, row_columns, out, spare) -> None:
-    """out = sum_u matrices[u] @ row_columns[u], with ``spare`` (out's shape) for the terms."""
-    np.matmul(matrices[0], row_columns[0], out=out)
-    for matrix, columns in zip(matrices[1:], row_columns[1:], strict=True):
-        np.matmul(matrix, columns, out=spare)
-        out += spare
+def _by_kernel_row(weight: np.ndarray) -> np.ndarray:
+    """(kH*C_out, C_in*kW): rows [u*C_out, (u+1)*C_out) are kernel row u's matrix."""
+    c_out, c_in, kh, kw = weight.shape
+    return weight.transpose(2, 0, 1, 3).reshape(kh * c_out, c_in * kw)
+
+
+def _shifted_sum(stacked, columns, shifts, out, buffer) -> None:
+    """out = sum_u (Z_u)[:, shift_u : shift_u + width], Z = stacked @ columns in ``buffer``.
+
+    Kernel row u's matrix times kernel row u's columns (the columns shifted by shift_u) is
+    Z_u's columns shifted by shift_u: one GEMM kH times taller instead of kH GEMMs.
+    """
+    rows, width = out.shape
+    products = buffer[: stacked.shape[0], : columns.shape[1]]
+    np.matmul(stacked, columns, out=products)
+    terms = [products[u * rows : (u + 1) * rows, s : s + width] for u, s in enumerate(shifts)]
+    if len(terms) == 1:
+        np.copyto(out, terms[0])
+        return
+    np.add(terms[0], terms[1], out=out)
+    for term in terms[2:]:
+        out += term
 
 
 def forward(values: np.ndarray, grid: Grid, weight: np.ndarray, dilation, out_hw) -> np.ndarray:
     """y (N, C_out, Ho, Wo) = the stride-1 convolution of the input held in ``values``."""
     c_out, c_in, kh, kw = weight.shape
     step, chunks = _chunks(grid, c_in * kw, values.itemsize)
-    buffer = scratch("shifted conv columns", (c_in * kw, step + grid.margin), values.dtype)
-    spare = scratch("shifted conv partial product", (c_out, step), values.dtype)
+    span = step + grid.margin
+    buffer = scratch("shifted conv columns", (c_in * kw, span), values.dtype)
+    products = scratch("shifted conv kernel-row products", (kh * c_out, span), values.dtype)
     product = scratch("shifted conv output", (c_out, grid.length), values.dtype)
-    matrices = [weight[:, :, u].reshape(c_out, c_in * kw) for u in range(kh)]
+    stacked, shifts = _by_kernel_row(weight), grid.offsets[::kw]
     for start, stop in chunks:
-        row_columns = _gather(values, start, stop, (kh, kw), dilation, grid, buffer)
-        _sum_of_products(matrices, row_columns, product[:, start:stop], spare[:, : stop - start])
+        columns = _gather(values, start, stop, (kh, kw), dilation, grid, buffer)
+        _shifted_sum(stacked, columns, shifts, product[:, start:stop], products)
     out = np.empty((grid.images, c_out, *out_hw), dtype=values.dtype)
     out[...] = grid.blocks(product)[:, :, : out_hw[0], : out_hw[1]].transpose(1, 0, 2, 3)
     return out
@@ -188,20 +205,22 @@ def backward(dout, values: np.ndarray, grid: Grid, weight, dilation):
     grads = _upstream_grid(dout, grid)
     # dG[f] reads grads[margin + f - off(u, v)] = grads[f + off(kH-1-u, kW-1-v)]: the gather
     # of dY at f with the rotated kernel's offsets; only f in the images' span is needed
-    rotated = weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
-    matrices = [rotated[:, :, u].reshape(c_in, c_out * kw) for u in range(kh)]
+    stacked = _by_kernel_row(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    shifts = grid.offsets[::kw]
     step, chunks = _chunks(grid, c_out * kw, dout.itemsize)
-    buffer = scratch("shifted conv columns", (c_out * kw, step + grid.margin), dout.dtype)
-    spare = scratch("shifted conv partial product", (c_in, step), dout.dtype)
+    span = step + grid.margin
+    buffer = scratch("shifted conv columns", (c_out * kw, span), dout.dtype)
+    products = scratch("shifted conv kernel-row products", (kh * c_in, span), dout.dtype)
     dgrid = scratch("shifted conv input gradient", (c_in, grid.length), dout.dtype)
     # kernel row u's columns times G^T: rows (o, v) of dW[o, :, kH-1-u, kW-1-v]
     rotated_dweight = np.zeros((kh, c_out * kw, c_in), dtype=dout.dtype)
     for start, stop in chunks:
         shifted = (grid.lead + start, grid.lead + stop)
-        row_columns = _gather(grads, *shifted, (kh, kw), dilation, grid, buffer)
-        _sum_of_products(matrices, row_columns, dgrid[:, start:stop], spare[:, : stop - start])
-        for u, columns in enumerate(row_columns):
-            rotated_dweight[u] += columns @ values[:, shifted[0] : shifted[1]].T
+        columns = _gather(grads, *shifted, (kh, kw), dilation, grid, buffer)
+        _shifted_sum(stacked, columns, shifts, dgrid[:, start:stop], products)
+        source = values[:, shifted[0] : shifted[1]].T
+        for u, shift in enumerate(shifts):
+            rotated_dweight[u] += columns[:, shift : shift + stop - start] @ source
     dx = np.empty((grid.images, c_in, grid.height, grid.width), dtype=dout.dtype)
     dx[...] = grid.blocks(dgrid)[:, :, : grid.height, : grid.width].transpose(1, 0, 2, 3)
     dweight = rotated_dweight.reshape(kh, c_out, kw, c_in)[::-1, :, ::-1].transpose(1, 3, 0, 2)
