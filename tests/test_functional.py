@@ -77,6 +77,8 @@ CONV_CASES = {
     "depthwise_no_bias": dict(n=1, cin=5, h=5, w=6, cout=5, k=3, groups=5, bias=False),
     "pointwise": dict(n=3, cin=4, h=5, w=6, cout=7, k=1),
     "pointwise_stride2": dict(n=2, cin=4, h=5, w=6, cout=3, k=1, stride=2),
+    "pointwise_padded": dict(n=2, cin=3, h=4, w=5, cout=2, k=1, padding=(1, 2)),
+    "pointwise_padded_strided": dict(n=2, cin=3, h=6, w=7, cout=4, k=1, stride=(2, 3), padding=1),
     "kernel_fills_input": dict(n=2, cin=2, h=4, w=3, cout=3, k=(4, 3)),
     "single_row": dict(n=2, cin=2, h=1, w=8, cout=3, k=(1, 3), stride=(1, 2)),
     "batch_one_channel_one": dict(n=1, cin=1, h=5, w=5, cout=1, k=2, stride=3, padding=1),

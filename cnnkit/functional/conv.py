@@ -10,10 +10,10 @@ The general path is im2col (a strided view of every receptive field, copied into
 tile by tile so that the buffer stays under ``COLUMN_BUDGET_BYTES``) followed by one batched GEMM;
 the gradient of the input goes back through col2im as kH*kW strided slice-adds. Depthwise
 convolution (groups == C_in == C_out) takes kH*kW shifted multiply-adds instead, or, with numba
-installed, the single-pass loops of cnnkit.functional._compiled. A 1x1 convolution with stride 1
-is a plain GEMM per image, with no im2col. A dense stride-1 convolution gathers its columns
-from a flat, channel-major copy of the padded input instead, where every receptive-field row is
-one long contiguous run (cnnkit.functional._shifted_conv).
+installed, the single-pass loops of cnnkit.functional._compiled. A 1x1 convolution is a plain
+GEMM per image on every stride-th input (the input itself at stride 1), with no im2col. A dense
+stride-1 convolution gathers its columns from a flat, channel-major copy of the padded input
+instead, where every receptive-field row is one long contiguous run (_shifted_conv).
 """
 
 from __future__ import annotations
@@ -47,9 +47,10 @@ class Conv2dCache:
     """What the backward pass needs from the forward pass, and which kernel ran.
 
     ``path`` names the kernels and ``saved`` the one array they read back: "grid", the input
-    laid out on the flat grid ``grid`` of _shifted_conv; "depthwise", the input itself (the
-    compiled stride-1 depthwise loops skip the padding instead of building it); "padded", the
-    padded input (every other kernel).
+    laid out on the flat grid ``grid`` of _shifted_conv; "pointwise" (1x1 kernel, one group),
+    the inputs the kernel reads, every stride-th of the padded input; "depthwise", the input
+    itself (the compiled stride-1 depthwise loops skip the padding instead of building it);
+    "padded", the padded input (every other kernel).
     """
 
     input_shape: tuple[int, int, int, int]
@@ -109,8 +110,13 @@ def _is_depthwise(x: np.ndarray, weight: np.ndarray, groups: int) -> bool:
     return groups == x.shape[1] == weight.shape[0] and groups > 1
 
 
-def _is_pointwise(weight: np.ndarray, groups: int, stride) -> bool:
-    return weight.shape[2:] == (1, 1) and groups == 1 and stride == (1, 1)
+def _is_pointwise(weight: np.ndarray, groups: int) -> bool:
+    return weight.shape[2:] == (1, 1) and groups == 1
+
+
+def _sampled(xp: np.ndarray, stride) -> np.ndarray:
+    """The inputs a 1x1 kernel reads, xp[:, :, ::s_h, ::s_w], contiguous (xp itself at stride 1)."""
+    return np.ascontiguousarray(xp[:, :, :: stride[0], :: stride[1]])
 
 
 def _tile_size(per_image_bytes: int, batch: int) -> int:
@@ -196,6 +202,9 @@ def conv2d(
     if grid is not None:
         path, saved = "grid", _shifted_conv.input_grid(x, grid)
         out = _shifted_conv.forward(saved, grid, weight, dilation, out_hw)
+    elif _is_pointwise(weight, groups):
+        path, saved = "pointwise", _sampled(pad_hw(x, pad), stride)
+        out = _pointwise_forward(saved, weight)
     elif _compiled.ENABLED and _is_depthwise(x, weight, groups) and stride == dilation == (1, 1):
         path, saved = "depthwise", x
         out = np.empty((x.shape[0], x.shape[1], *out_hw), dtype=x.dtype)
@@ -214,8 +223,6 @@ def _forward(xp, weight, groups, stride, dilation, out_hw) -> np.ndarray:
     """The convolution of the padded input by the kernel that suits its shape."""
     if _is_depthwise(xp, weight, groups):
         return _depthwise_forward(xp, weight, stride, dilation, out_hw)
-    if _is_pointwise(weight, groups, stride):
-        return _pointwise_forward(xp, weight)
     return _grouped_forward(xp, weight, groups, stride, dilation, out_hw)
 
 
@@ -224,6 +231,15 @@ def _backward(dout, cache: Conv2dCache) -> tuple[np.ndarray, np.ndarray]:
     weight, padding = cache.weight, cache.padding
     if cache.path == "grid":
         return _shifted_conv.backward(dout, cache.saved, cache.grid, weight, cache.dilation)
+    if cache.path == "pointwise":
+        dsampled, dweight = _pointwise_backward(dout, cache.saved, weight)
+        (top, bottom), (left, right) = padding
+        if cache.stride == (1, 1) and top == bottom == left == right == 0:
+            return dsampled, dweight
+        n, c, h, w = cache.input_shape
+        dxp = np.zeros((n, c, h + top + bottom, w + left + right), dtype=dout.dtype)
+        dxp[:, :, :: cache.stride[0], :: cache.stride[1]] = dsampled
+        return unpad_hw(dxp, padding), dweight
     if cache.path == "depthwise":
         x = cache.saved
         dx, dweight = np.empty_like(x), np.zeros_like(weight)
@@ -233,8 +249,6 @@ def _backward(dout, cache: Conv2dCache) -> tuple[np.ndarray, np.ndarray]:
     xp, out_hw = cache.saved, dout.shape[2:]
     if _is_depthwise(xp, weight, cache.groups):
         dxp, dweight = _depthwise_backward(dout, xp, weight, cache.stride, cache.dilation, out_hw)
-    elif _is_pointwise(weight, cache.groups, cache.stride):
-        dxp, dweight = _pointwise_backward(dout, xp, weight)
     else:
         dxp, dweight = _grouped_backward(
             dout, xp, weight, cache.groups, cache.stride, cache.dilation, out_hw
