@@ -44,9 +44,10 @@ Method
   allocations made while profiling. Neither side sees a BLAS library's internal workspace
   (OpenBLAS' own buffers, oneDNN scratchpads) nor Python objects on the torch side.
 * Passes. "forward": one forward call (torch under ``torch.no_grad()``, cnnkit keeps the cache
-  its backward would need, as it always does). "fwd+bwd": forward, then every gradient (input,
-  weight, bias) for a random upstream gradient. "train step": forward, cross-entropy, backward,
-  SGD(lr=0.01, momentum=0.9) update. "inference": eval mode (torch under ``no_grad``).
+  its backward would need, as a training forward pass does). "fwd+bwd": forward, then every
+  gradient (input, weight, bias) for a random upstream gradient. "train step": forward,
+  cross-entropy, backward, SGD(lr=0.01, momentum=0.9) update. "inference": eval mode, torch
+  under ``torch.no_grad()`` and cnnkit under ``cnnkit.no_grad()`` (no caches kept).
 """
 
 from __future__ import annotations
@@ -416,7 +417,7 @@ def train_step_case(case: str, model_name: str, batch: int, shape, classes: int 
 
 
 def inference_case(case: str, model_name: str, batch: int, shape, classes: int):
-    """Eval-mode forward of a zoo model (torch under no_grad)."""
+    """Eval-mode forward of a zoo model, both sides under no_grad (no caches kept)."""
 
     def build(dtype) -> list[Row]:
         rng = np.random.default_rng(0)
@@ -426,11 +427,15 @@ def inference_case(case: str, model_name: str, batch: int, shape, classes: int):
         x = _randn(rng, (batch, *shape), dtype)
         x_t = torch.from_numpy(x)
 
+        def ours():
+            with ck.no_grad():
+                return [model(x)]
+
         def theirs():
             with torch.no_grad():
                 return [twin(x_t)]
 
-        return [Row(case, f"inference b{batch}", lambda: [model(x)], theirs)]
+        return [Row(case, f"inference b{batch}", ours, theirs)]
 
     return build
 

@@ -30,6 +30,7 @@ from cnnkit.distributed import (
 )
 from cnnkit.io import load_checkpoint, load_model_state, save_checkpoint
 from cnnkit.metrics import confusion_matrix, top_k_correct
+from cnnkit.nn.grad_mode import no_grad
 from cnnkit.nn.loss import CrossEntropyLoss
 from cnnkit.nn.module import Module, Parameter
 
@@ -67,7 +68,8 @@ def evaluate(
     total_loss, seen, top1, top5 = 0.0, 0, 0, 0
     confusion = None if num_classes is None else np.zeros((num_classes, num_classes), np.int64)
     for x, y in tqdm(loader, desc="evaluate", disable=not progress, leave=False, unit="batch"):
-        logits = model(x)
+        with no_grad():
+            logits = model(x)
         total_loss += loss_fn(logits, y) * len(y)
         seen += len(y)
         top1 += top_k_correct(logits, y, 1)
@@ -94,7 +96,8 @@ def predict_proba(model: Module, images: np.ndarray, batch_size: int = 256) -> n
     model.eval()
     chunks = []
     for start in range(0, len(images), batch_size):
-        logits = model(images[start : start + batch_size]).astype(np.float64)
+        with no_grad():
+            logits = model(images[start : start + batch_size]).astype(np.float64)
         logits -= logits.max(axis=1, keepdims=True)
         e = np.exp(logits)
         chunks.append(e / e.sum(axis=1, keepdims=True))

@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnkit.nn import Conv2d, SeparableConv2d
+from cnnkit.nn.grad_mode import no_grad
 from cnnkit.nn.module import Module
 
 DPI = 100
@@ -279,7 +280,7 @@ def feature_maps(model: Module, x, layer_name: str) -> np.ndarray:
     """The output of layer ``layer_name`` for input x (C, H, W) or (N, C, H, W), in eval mode."""
     batch, batched = _as_batch(model, x)
     layer = get_layer(model, layer_name)
-    with _eval_mode(model), tap(layer) as record:
+    with _eval_mode(model), no_grad(), tap(layer) as record:
         model(batch)
     if "output" not in record:
         raise VizError(f"layer {layer_name!r} was not used in the forward pass")
@@ -324,7 +325,7 @@ def grad_cam(model: Module, x, layer_name: str, target_class=None) -> tuple[np.n
 def class_prediction(model: Module, x) -> tuple[np.ndarray, np.ndarray]:
     """(predicted classes, softmax probabilities) for x (C, H, W) or (N, C, H, W), eval mode."""
     batch, batched = _as_batch(model, x)
-    with _eval_mode(model):
+    with _eval_mode(model), no_grad():
         probabilities = softmax(model(batch))
     classes = probabilities.argmax(axis=1)
     return _unbatch(classes, batched), _unbatch(probabilities, batched)

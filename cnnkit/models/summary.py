@@ -37,6 +37,8 @@ from cnnkit.nn import (
     Softmax,
     Tanh,
 )
+from cnnkit.nn.grad_mode import no_grad
+from cnnkit.nn.module import CachedModule
 
 ATOMIC = (SeparableConv2d,)
 SHAPE_PRESERVING = (
@@ -192,7 +194,7 @@ def trace(model: Module, input_shape, infer: bool = True) -> Trace:
     leaves = _leaves(model)
     modules = list(model.modules())
     training = [m.training for m in modules]
-    caches = [(m, m.__dict__["_cache"]) for m in modules if "_cache" in m.__dict__]
+    caches = [(m, m._cache) for m in modules if isinstance(m, CachedModule)]
 
     def recorder(name: str, module: Module):
         real_forward = type(module).forward.__get__(module)
@@ -213,14 +215,15 @@ def trace(model: Module, input_shape, infer: bool = True) -> Trace:
         model.eval()
         for name, module in leaves:
             object.__setattr__(module, "forward", recorder(name, module))
-        out = model(np.zeros(shape, dtype=_model_dtype(model)))
+        with no_grad():
+            out = model(np.zeros(shape, dtype=_model_dtype(model)))
     finally:
         for _, module in leaves:
             module.__dict__.pop("forward", None)
         for module, mode in zip(modules, training, strict=True):
             object.__setattr__(module, "training", mode)
         for module, cache in caches:
-            object.__setattr__(module, "_cache", cache)
+            module._cache = cache
     return Trace(rows, shape, tuple(np.shape(out)))
 
 

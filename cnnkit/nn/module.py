@@ -7,6 +7,8 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
+from cnnkit.nn.grad_mode import is_grad_enabled
+
 DTYPES = (np.float32, np.float64)
 
 
@@ -224,6 +226,10 @@ class Module:
         return head + "\n" + "\n".join(lines) + "\n)"
 
 
+_DROPPED = object()
+"""The cache of a forward pass run under no_grad(): nothing kept, and backward says why."""
+
+
 class CachedModule(Module):
     """A Module that keeps the cache of its last forward call for its backward pass."""
 
@@ -231,10 +237,25 @@ class CachedModule(Module):
         super().__init__()
         self._cache = None
 
+    @property
+    def _cache(self):
+        """What the last forward call kept for backward (dropped under cnnkit.no_grad())."""
+        return self.__dict__.get("_kept")
+
+    @_cache.setter
+    def _cache(self, value) -> None:
+        self.__dict__["_kept"] = value if value is None or is_grad_enabled() else _DROPPED
+
     def _take_cache(self):
-        if self._cache is None:
+        cache = self._cache
+        if cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        cache, self._cache = self._cache, None
+        if cache is _DROPPED:
+            raise RuntimeError(
+                f"{type(self).__name__}.backward called after a forward pass under "
+                "cnnkit.no_grad(), which keeps nothing for backward"
+            )
+        self._cache = None
         return cache
 
     def _check_input(self, x) -> None:
