@@ -92,10 +92,11 @@ def plan(x_shape, weight_shape, groups: int, stride, padding: Padding2d, dilatio
     """The Grid to run a convolution on, or None where the im2col path should run instead.
 
     This path takes dense stride-1 convolutions with k > 1 and C_out <= 2 C_in whose grid is
-    at most 2x the output. The input gradient gathers C_out*kH*kW rows where col2im would
-    scatter C_in*kH*kW, so a layer that widens more than 2x (a first layer on 1 or 3 channels)
-    keeps the im2col path: bench/bench.py's layers measured 1.2-2x faster here and 0.6-0.8x at
-    4x widening or more.
+    at most 2x the output. The input gradient works on C_out-channel columns where col2im
+    scatters C_in-channel ones, so a layer that widens more than 2x (a first layer on 1 or 3
+    channels) keeps the im2col path: bench/bench.py's layers measured 1.2-2x faster here and
+    0.6-0.8x at 4x widening or more (with row-0 copies: 0.9x for 3 -> 16 channels, 0.6x for
+    1 -> 32).
     """
     c_out, c_in, kh, kw = weight_shape
     if groups != 1 or stride != (1, 1) or (kh, kw) == (1, 1) or c_out > MAX_WIDENING * c_in:
