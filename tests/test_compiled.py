@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cnnkit.functional import _compiled
+from cnnkit.functional.activation import relu
 from cnnkit.functional.conv import conv2d, conv2d_backward
 from cnnkit.functional.norm import batch_norm, batch_norm_backward
 from cnnkit.functional.pool import max_pool2d, max_pool2d_backward
@@ -237,3 +238,28 @@ def test_compiled_batch_norm_equals_numpy(case):
     for ours, theirs in zip(compiled, reference, strict=True):
         assert ours.dtype == dtype
         np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=rtol * np.abs(theirs).max())
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shape=st.sampled_from([(7,), (3, 5), (2, 3, 4, 5), (1, 1, 1, 1)]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    seed=st.integers(0, 2**16),
+)
+def test_compiled_relu_equals_numpy_bit_for_bit(shape, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(dtype)
+    specials = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0], dtype=dtype)
+    x.flat[rng.integers(0, x.size, size=min(x.size, 5))] = specials[: min(x.size, 5)]
+    (ours, our_mask), (theirs, their_mask) = both(relu, x)
+    assert ours.dtype == theirs.dtype == dtype and our_mask.dtype == their_mask.dtype == bool
+    np.testing.assert_array_equal(our_mask, their_mask)
+    np.testing.assert_array_equal(ours, theirs)  # NaN where NaN
+    np.testing.assert_array_equal(np.signbit(ours), np.signbit(theirs))  # -0.0 becomes 0.0
+
+
+def test_relu_of_a_non_contiguous_input_takes_the_numpy_kernel(rng):
+    x = rng.standard_normal((4, 6)).astype(np.float32)[:, ::2]
+    out, positive = relu(x)
+    np.testing.assert_array_equal(out, np.maximum(x, 0))
+    np.testing.assert_array_equal(positive, x > 0)

@@ -300,6 +300,16 @@ def _batch_norm_input_gradient(dout, x, mean, inv_std, mean_dy, mean_dy_xhat, sc
                 result[j] = (grad[j] - mean_dy[c] - normalized * mean_dy_xhat[c]) * scale[c]
 
 
+def _relu(x, out, positive):
+    """out = max(x, 0) as np.maximum computes it (a NaN stays) and positive = x > 0, one pass."""
+    values, result, mask = x.ravel(), out.ravel(), positive.ravel()
+    for i in range(values.size):
+        value = values[i]
+        keep = value > 0
+        mask[i] = keep
+        result[i] = value if keep | (value != value) else 0
+
+
 _plane_grid = _compile(_plane_grid)
 _load_plane = _compile(_load_plane)
 _phase_span = _compile(_phase_span)
@@ -313,3 +323,4 @@ batch_norm_forward = _compile(_batch_norm_forward)
 batch_norm_sums = _compile(_batch_norm_sums, fastmath={"reassoc"})
 batch_norm_input_gradient = _compile(_batch_norm_input_gradient)
 col2im = _compile(_col2im)
+relu = _compile(_relu)

@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnkit.functional import _compiled
+
 
 def relu(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """y = max(x, 0)."""
+    """y = max(x, 0); the cache is the mask x > 0 (one compiled pass for both when it can)."""
+    if _compiled.ENABLED and x.flags.c_contiguous and x.dtype.kind == "f":
+        out, positive = np.empty_like(x), np.empty(x.shape, dtype=bool)
+        _compiled.relu(x, out, positive)
+        return out, positive
     return np.maximum(x, 0), x > 0
 
 
