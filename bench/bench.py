@@ -46,8 +46,10 @@ Method
 * Passes. "forward": one forward call (torch under ``torch.no_grad()``, cnnkit keeps the cache
   its backward would need, as a training forward pass does). "fwd+bwd": forward, then every
   gradient (input, weight, bias) for a random upstream gradient. "train step": forward,
-  cross-entropy, backward, SGD(lr=0.01, momentum=0.9) update. "inference": eval mode, torch
-  under ``torch.no_grad()`` and cnnkit under ``cnnkit.no_grad()`` (no caches kept).
+  cross-entropy, backward, SGD(lr=0.01, momentum=0.9) update; neither side computes the
+  gradient of the input images (torch's input does not require grad, cnnkit's first layer
+  skips it as ``cnnkit train`` does: ``cnnkit.train.skip_input_gradient``). "inference": eval
+  mode, torch under ``torch.no_grad()`` and cnnkit under ``cnnkit.no_grad()`` (no caches kept).
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ from cnnkit.models import (
     XceptionBlock,
     ZeroPadShortcut,
 )
+from cnnkit.train import skip_input_gradient
 
 MIB = 2**20
 RTOL = 1e-3  # mirror check in float32
@@ -399,7 +402,8 @@ def train_step_case(case: str, model_name: str, batch: int, shape, classes: int 
             logits = model(x)
             loss = loss_fn(logits, labels)
             model.zero_grad()
-            model.backward(loss_fn.backward())
+            with skip_input_gradient(model):  # as cnnkit.train's step; torch's x needs no grad
+                model.backward(loss_fn.backward())
             opt.step()
             return [logits, np.asarray(loss), *(p.grad for p in params)]
 

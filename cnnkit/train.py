@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -30,6 +31,9 @@ from cnnkit.distributed import (
 )
 from cnnkit.io import load_checkpoint, load_model_state, save_checkpoint
 from cnnkit.metrics import confusion_matrix, top_k_correct
+from cnnkit.models.base import SequentialModel
+from cnnkit.nn.container import Sequential
+from cnnkit.nn.conv import Conv2d
 from cnnkit.nn.grad_mode import no_grad
 from cnnkit.nn.loss import CrossEntropyLoss
 from cnnkit.nn.module import Module, Parameter
@@ -88,6 +92,35 @@ def evaluate(
     if confusion is not None:
         result["confusion_matrix"] = confusion
     return result
+
+
+def first_layer(model: Module) -> Module:
+    """The layer that receives the model's input: the first child, through Sequential models."""
+    layer = model
+    while isinstance(layer, Sequential | SequentialModel):
+        first = next(iter(layer.children()), None)
+        if first is None:
+            break
+        layer = first
+    return layer
+
+
+@contextmanager
+def skip_input_gradient(model: Module) -> Iterator[None]:
+    """Inside, a model whose first layer is a Conv2d skips dL/d(input) in backward, which then
+    returns None: the data needs no gradient (PyTorch skips an input without requires_grad).
+
+    Other models are left as they are. The layer computes its input gradient again on exit.
+    """
+    layer = first_layer(model)
+    if not isinstance(layer, Conv2d) or not layer.input_gradient:
+        yield
+        return
+    layer.input_gradient = False
+    try:
+        yield
+    finally:
+        layer.input_gradient = True
 
 
 def predict_proba(model: Module, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -211,7 +244,8 @@ class Trainer:
         dlogits = self.loss_fn.backward()
         if share != 1.0:
             dlogits *= dlogits.dtype.type(share)
-        self.model.backward(dlogits)
+        with skip_input_gradient(self.model):
+            self.model.backward(dlogits)
         if self._allreduce_gradients is not None:
             self._allreduce_gradients()
         if self.grad_clip is not None:

@@ -200,8 +200,9 @@ def _upstream_grid(dout: np.ndarray, grid: Grid) -> np.ndarray:
     return grads
 
 
-def backward(dout, values: np.ndarray, grid: Grid, weight, dilation):
-    """(dL/dx (N, C_in, H, W), dL/dweight) given dL/dy (N, C_out, Ho, Wo)."""
+def backward(dout, values: np.ndarray, grid: Grid, weight, dilation, input_gradient=True):
+    """(dL/dx (N, C_in, H, W), or None without ``input_gradient``, and dL/dweight) given
+    dL/dy (N, C_out, Ho, Wo)."""
     c_out, c_in, kh, kw = weight.shape
     grads = _upstream_grid(dout, grid)
     # dG[f] reads grads[margin + f - off(u, v)] = grads[f + off(kH-1-u, kW-1-v)]: the gather
@@ -218,11 +219,14 @@ def backward(dout, values: np.ndarray, grid: Grid, weight, dilation):
     for start, stop in chunks:
         shifted = (grid.lead + start, grid.lead + stop)
         columns = _gather(grads, *shifted, (kh, kw), dilation, grid, buffer)
-        _shifted_sum(stacked, columns, shifts, dgrid[:, start:stop], products)
+        if input_gradient:
+            _shifted_sum(stacked, columns, shifts, dgrid[:, start:stop], products)
         source = values[:, shifted[0] : shifted[1]].T
         for u, shift in enumerate(shifts):
             rotated_dweight[u] += columns[:, shift : shift + stop - start] @ source
+    dweight = rotated_dweight.reshape(kh, c_out, kw, c_in)[::-1, :, ::-1].transpose(1, 3, 0, 2)
+    if not input_gradient:
+        return None, np.ascontiguousarray(dweight)
     dx = np.empty((grid.images, c_in, grid.height, grid.width), dtype=dout.dtype)
     dx[...] = grid.blocks(dgrid)[:, :, : grid.height, : grid.width].transpose(1, 0, 2, 3)
-    dweight = rotated_dweight.reshape(kh, c_out, kw, c_in)[::-1, :, ::-1].transpose(1, 3, 0, 2)
     return dx, np.ascontiguousarray(dweight)

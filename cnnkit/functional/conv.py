@@ -226,40 +226,46 @@ def _forward(xp, weight, groups, stride, dilation, out_hw) -> np.ndarray:
     return _grouped_forward(xp, weight, groups, stride, dilation, out_hw)
 
 
-def _backward(dout, cache: Conv2dCache) -> tuple[np.ndarray, np.ndarray]:
-    """(dL/dx of the unpadded input, dL/dweight) by the kernels the forward pass took."""
+def _backward(dout, cache: Conv2dCache, input_gradient: bool) -> tuple:
+    """(dL/dx of the unpadded input or None, dL/dweight) by the kernels the forward pass took."""
     weight, padding = cache.weight, cache.padding
     if cache.path == "grid":
-        return _shifted_conv.backward(dout, cache.saved, cache.grid, weight, cache.dilation)
+        return _shifted_conv.backward(
+            dout, cache.saved, cache.grid, weight, cache.dilation, input_gradient
+        )
     if cache.path == "pointwise":
-        dsampled, dweight = _pointwise_backward(dout, cache.saved, weight)
+        dsampled, dweight = _pointwise_backward(dout, cache.saved, weight, input_gradient)
         (top, bottom), (left, right) = padding
-        if cache.stride == (1, 1) and top == bottom == left == right == 0:
+        if dsampled is None or cache.stride == (1, 1) and top == bottom == left == right == 0:
             return dsampled, dweight
         n, c, h, w = cache.input_shape
         dxp = np.zeros((n, c, h + top + bottom, w + left + right), dtype=dout.dtype)
         dxp[:, :, :: cache.stride[0], :: cache.stride[1]] = dsampled
         return unpad_hw(dxp, padding), dweight
-    if cache.path == "depthwise":
+    if cache.path == "depthwise":  # one pass computes both gradients
         x = cache.saved
         dx, dweight = np.empty_like(x), np.zeros_like(weight)
         grads = np.ascontiguousarray(dout)
         _compiled.depthwise_backward(grads, x, weight, padding[0][0], padding[1][0], dx, dweight)
-        return dx, dweight
+        return (dx if input_gradient else None), dweight
     xp, out_hw = cache.saved, dout.shape[2:]
     if _is_depthwise(xp, weight, cache.groups):
         dxp, dweight = _depthwise_backward(dout, xp, weight, cache.stride, cache.dilation, out_hw)
     else:
         dxp, dweight = _grouped_backward(
-            dout, xp, weight, cache.groups, cache.stride, cache.dilation, out_hw
+            dout, xp, weight, cache.groups, cache.stride, cache.dilation, out_hw, input_gradient
         )
-    return unpad_hw(dxp, padding), dweight
+    return (unpad_hw(dxp, padding) if input_gradient else None), dweight
 
 
 def conv2d_backward(
-    dout: np.ndarray, cache: Conv2dCache
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Gradients (dL/dx, dL/dweight, dL/dbias or None) given dL/dy of shape (N, C_out, Ho, Wo)."""
+    dout: np.ndarray, cache: Conv2dCache, input_gradient: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """Gradients (dL/dx, dL/dweight, dL/dbias or None) given dL/dy of shape (N, C_out, Ho, Wo).
+
+    ``input_gradient=False`` skips dL/dx (None is returned in its place), for a layer whose
+    input is data, as PyTorch skips an input that does not require grad.
+    """
     expected = (cache.input_shape[0], cache.weight.shape[0])
     if dout.ndim != 4 or dout.shape[:2] != expected:
         raise ValueError(
@@ -268,7 +274,7 @@ def conv2d_backward(
         )
     check_same_dtype("conv2d_backward", dout=dout, weight=cache.weight)
     dbias = dout.sum(axis=(0, 2, 3)) if cache.has_bias else None
-    dx, dweight = _backward(dout, cache)
+    dx, dweight = _backward(dout, cache, input_gradient)
     return dx, dweight, dbias
 
 
@@ -310,13 +316,13 @@ def _grouped_forward(xp, weight, groups, stride, dilation, out_hw) -> np.ndarray
     return out
 
 
-def _grouped_backward(dout, xp, weight, groups, stride, dilation, out_hw):
+def _grouped_backward(dout, xp, weight, groups, stride, dilation, out_hw, input_gradient=True):
     n = xp.shape[0]
     c_out, cg, kh, kw = weight.shape
     k = cg * kh * kw
     w_groups = weight.reshape(groups, c_out // groups, k)
     dweight = np.zeros((groups, c_out // groups, k), dtype=weight.dtype)
-    dxp = np.empty_like(xp)
+    dxp = np.empty_like(xp) if input_gradient else None
     tile = _tile_size(groups * k * out_hw[0] * out_hw[1] * xp.itemsize, n)
     for start in range(0, n, tile):
         stop = min(start + tile, n)
@@ -326,6 +332,8 @@ def _grouped_backward(dout, xp, weight, groups, stride, dilation, out_hw):
         np.copyto(grads, dout[start:stop].transpose(1, 0, 2, 3))
         dout_groups = grads.reshape(groups, c_out // groups, width)
         dweight += np.matmul(dout_groups, cols.transpose(0, 2, 1))
+        if dxp is None:
+            continue
         dcols = scratch("conv product", (groups, k, width), xp.dtype)
         np.matmul(w_groups.transpose(0, 2, 1), dout_groups, out=dcols)
         _add_columns_back(dcols, dxp[start:stop], (kh, kw), stride, dilation, out_hw)
@@ -339,12 +347,13 @@ def _pointwise_forward(xp, weight) -> np.ndarray:
     return product.reshape(n, weight.shape[0], h, w)
 
 
-def _pointwise_backward(dout, xp, weight):
-    """dx[n] = W^T @ dy[n];  dW = sum_n dy[n] @ x[n]^T (the 1x1 case of the general backward)."""
+def _pointwise_backward(dout, xp, weight, input_gradient=True):
+    """dx[n] = W^T @ dy[n] (None unless input_gradient);  dW = sum_n dy[n] @ x[n]^T (the 1x1
+    case of the general backward)."""
     n, c, h, w = xp.shape
     c_out = weight.shape[0]
     grads = np.ascontiguousarray(dout).reshape(n, c_out, h * w)
-    dx = np.matmul(weight.reshape(c_out, c).T, grads).reshape(xp.shape)
+    dx = np.matmul(weight.reshape(c_out, c).T, grads).reshape(xp.shape) if input_gradient else None
     dweight = np.matmul(grads, xp.reshape(n, c, h * w).transpose(0, 2, 1)).sum(axis=0)
     return dx, dweight.reshape(weight.shape)
 

@@ -38,6 +38,8 @@ class Conv2d(CachedModule):
 
     weight: (C_out, C_in / groups, kH, kW); bias: (C_out,). Initialised as PyTorch does
     (kaiming_uniform_ with a = sqrt(5), bias U(-1/sqrt(fan_in), 1/sqrt(fan_in))).
+    With ``input_gradient`` set to False, backward skips dL/dx and returns None (a first layer,
+    whose input is data: see cnnkit.train.skip_input_gradient).
     """
 
     def __init__(
@@ -73,6 +75,7 @@ class Conv2d(CachedModule):
         )
         self.bias = Parameter(np.empty(out_channels, dtype=self.dtype)) if bias else None
         torch_default_(self.weight.data, None if self.bias is None else self.bias.data, rng)
+        self.input_gradient = True
 
     def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
         """(N, C_out, H_out, W_out) for an input of shape (N, C_in, H, W)."""
@@ -93,8 +96,8 @@ class Conv2d(CachedModule):
         )
         return out
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        dx, dweight, dbias = F.conv2d_backward(dout, self._take_cache())
+    def backward(self, dout: np.ndarray) -> np.ndarray | None:
+        dx, dweight, dbias = F.conv2d_backward(dout, self._take_cache(), self.input_gradient)
         self.weight.grad += dweight
         if self.bias is not None:
             self.bias.grad += dbias
