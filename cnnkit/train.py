@@ -31,7 +31,6 @@ from cnnkit.distributed import (
 )
 from cnnkit.io import load_checkpoint, load_model_state, save_checkpoint
 from cnnkit.metrics import confusion_matrix, top_k_correct
-from cnnkit.models.base import SequentialModel
 from cnnkit.nn.container import Sequential
 from cnnkit.nn.conv import Conv2d
 from cnnkit.nn.grad_mode import no_grad
@@ -95,9 +94,10 @@ def evaluate(
 
 
 def first_layer(model: Module) -> Module:
-    """The layer that receives the model's input: the first child, through Sequential models."""
+    """The layer that receives the model's input: the first child, through Sequential models
+    (containers whose backward is Sequential's, which returns what the first child returns)."""
     layer = model
-    while isinstance(layer, Sequential | SequentialModel):
+    while type(layer).backward is Sequential.backward:
         first = next(iter(layer.children()), None)
         if first is None:
             break

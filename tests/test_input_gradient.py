@@ -75,6 +75,19 @@ def test_models_without_a_first_convolution_are_left_as_they_are(rng):
         assert model.backward(np.ones_like(out)).shape == x.shape
 
 
+def test_a_container_with_its_own_backward_stops_the_search(rng):
+    class ScaledBackward(nn.Sequential):
+        def backward(self, dout):
+            return 2 * super().backward(dout)
+
+    model = ScaledBackward(nn.Conv2d(1, 2, 3, dtype=np.float64))
+    x = rng.standard_normal((1, 1, 5, 5))
+    out = model(x)
+    assert first_layer(model) is model
+    with skip_input_gradient(model):
+        assert model.backward(np.ones_like(out)).shape == x.shape
+
+
 def test_first_layer_follows_first_children_of_sequential_models():
     for name in ("small_cnn", "lenet5", "resnet20", "mini_xception"):
         model = ck.models.get(name, num_classes=10, in_channels=1)
