@@ -68,6 +68,24 @@ class Grid:
         """Columns [0, length) of a (rows, >= length) array as (rows, N, Hg, Wg)."""
         return array[:, : self.length].reshape(array.shape[0], self.images, *self.block)
 
+    def place(self, images: np.ndarray, destination: np.ndarray, start: int) -> np.ndarray:
+        """destination (C, ...) with images (N, C, h, w) at columns start + q of the blocks'
+        top-left corners, zero in every other column; returns destination."""
+        height, width = images.shape[2:]
+        destination[:, :start] = 0
+        destination[:, start + self.length :] = 0
+        on_grid = self.blocks(destination[:, start:])
+        on_grid[:, :, height:] = 0
+        on_grid[:, :, :height, width:] = 0
+        on_grid[:, :, :height, :width] = images.transpose(1, 0, 2, 3)
+        return destination
+
+    def crop(self, array: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+        """The (N, C, h, w) images at the top-left corners of a (C, >= length) array's blocks."""
+        images = np.empty((self.images, array.shape[0], *hw), dtype=array.dtype)
+        images[...] = self.blocks(array)[:, :, : hw[0], : hw[1]].transpose(1, 0, 2, 3)
+        return images
+
 
 def grid_for(input_shape, kernel, padding: Padding2d, dilation) -> Grid:
     """The grid of an (N, C, H, W) input convolved by ``kernel`` with this padding, stride 1."""
@@ -109,15 +127,7 @@ def plan(x_shape, weight_shape, groups: int, stride, padding: Padding2d, dilatio
 
 def input_grid(x: np.ndarray, grid: Grid) -> np.ndarray:
     """G (C, grid.size): x on the grid, zero everywhere else."""
-    c = x.shape[1]
-    values = np.empty((c, grid.size), dtype=x.dtype)
-    values[:, : grid.lead] = 0
-    values[:, grid.lead + grid.length :] = 0
-    images = grid.blocks(values[:, grid.lead :])
-    images[:, :, grid.height :] = 0
-    images[:, :, : grid.height, grid.width :] = 0
-    images[:, :, : grid.height, : grid.width] = x.transpose(1, 0, 2, 3)
-    return values
+    return grid.place(x, np.empty((x.shape[1], grid.size), dtype=x.dtype), grid.lead)
 
 
 def _gather(source, start: int, stop: int, kernel, dilation, grid: Grid, buffer) -> np.ndarray:
@@ -181,23 +191,14 @@ def forward(values: np.ndarray, grid: Grid, weight: np.ndarray, dilation, out_hw
     for start, stop in chunks:
         columns = _gather(values, start, stop, (kh, kw), dilation, grid, buffer)
         _shifted_sum(stacked, columns, shifts, product[:, start:stop], products)
-    out = np.empty((grid.images, c_out, *out_hw), dtype=values.dtype)
-    out[...] = grid.blocks(product)[:, :, : out_hw[0], : out_hw[1]].transpose(1, 0, 2, 3)
-    return out
+    return grid.crop(product, out_hw)
 
 
 def _upstream_grid(dout: np.ndarray, grid: Grid) -> np.ndarray:
     """dY at [margin + q], zero in the margin of max offset, off the valid outputs and after."""
-    c_out, (out_h, out_w) = dout.shape[1], dout.shape[2:]
-    margin = grid.margin
-    grads = scratch("shifted conv upstream", (c_out, margin + grid.length + grid.lead), dout.dtype)
-    grads[:, :margin] = 0
-    grads[:, margin + grid.length :] = 0
-    on_grid = grid.blocks(grads[:, margin:])
-    on_grid[:, :, out_h:] = 0
-    on_grid[:, :, :out_h, out_w:] = 0
-    on_grid[:, :, :out_h, :out_w] = dout.transpose(1, 0, 2, 3)
-    return grads
+    size = grid.margin + grid.length + grid.lead
+    grads = scratch("shifted conv upstream", (dout.shape[1], size), dout.dtype)
+    return grid.place(dout, grads, grid.margin)
 
 
 def backward(dout, values: np.ndarray, grid: Grid, weight, dilation, input_gradient=True):
@@ -225,8 +226,5 @@ def backward(dout, values: np.ndarray, grid: Grid, weight, dilation, input_gradi
         for u, shift in enumerate(shifts):
             rotated_dweight[u] += columns[:, shift : shift + stop - start] @ source
     dweight = rotated_dweight.reshape(kh, c_out, kw, c_in)[::-1, :, ::-1].transpose(1, 3, 0, 2)
-    if not input_gradient:
-        return None, np.ascontiguousarray(dweight)
-    dx = np.empty((grid.images, c_in, grid.height, grid.width), dtype=dout.dtype)
-    dx[...] = grid.blocks(dgrid)[:, :, : grid.height, : grid.width].transpose(1, 0, 2, 3)
+    dx = grid.crop(dgrid, (grid.height, grid.width)) if input_gradient else None
     return dx, np.ascontiguousarray(dweight)
