@@ -77,8 +77,7 @@ def _max_pool_backward(
         for u in range(kernel_h):
             for v in range(kernel_w):
                 tap = u * kernel_w + v
-                shift = (u // stride_h) * pitch + v // stride_w
-                source = phases[u % stride_h, v % stride_w, shift:]
+                source = _tap_plane(phases, u, v, stride_h, stride_w, pitch)
                 for q in range(length):
                     value = source[q]
                     better = (value != value) | (value > best[q])
@@ -90,12 +89,16 @@ def _max_pool_backward(
         for u in range(kernel_h):
             for v in range(kernel_w):
                 tap = u * kernel_w + v
-                shift = (u // stride_h) * pitch + v // stride_w
-                target = dphases[u % stride_h, v % stride_w, shift:]
+                target = _tap_plane(dphases, u, v, stride_h, stride_w, pitch)
                 for q in range(length):
                     target[q] += grads[q] if winner[q] == tap else 0
         dx[n, c] = 0
         _copy_phases(dx[n, c], top, left, stride_h, stride_w, pitch, dphases, False)
+
+
+def _tap_plane(phases, u, v, stride_h, stride_w, pitch):
+    """Tap (u, v) of every window: phase plane (u % s_h, v % s_w) from (u // s_h)*P + v // s_w."""
+    return phases[u % stride_h, v % stride_w, (u // stride_h) * pitch + v // stride_w :]
 
 
 def _copy_phases(plane, top, left, stride_h, stride_w, pitch, phases, into_phases):
@@ -314,6 +317,7 @@ _plane_grid = _compile(_plane_grid)
 _load_plane = _compile(_load_plane)
 _phase_span = _compile(_phase_span)
 _copy_phases = _compile(_copy_phases)
+_tap_plane = _compile(_tap_plane)
 max_pool_backward = _compile(_max_pool_backward)
 depthwise_forward = _compile(_depthwise_forward)
 depthwise_backward = _compile(_depthwise_backward, fastmath={"reassoc"})
