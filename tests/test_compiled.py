@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cnnkit.functional import _compiled
-from cnnkit.functional.activation import relu
+from cnnkit.functional.activation import relu, relu_backward
 from cnnkit.functional.conv import conv2d, conv2d_backward
 from cnnkit.functional.norm import batch_norm, batch_norm_backward
 from cnnkit.functional.pool import max_pool2d, max_pool2d_backward
@@ -256,6 +256,39 @@ def test_compiled_relu_equals_numpy_bit_for_bit(shape, dtype, seed):
     np.testing.assert_array_equal(our_mask, their_mask)
     np.testing.assert_array_equal(ours, theirs)  # NaN where NaN
     np.testing.assert_array_equal(np.signbit(ours), np.signbit(theirs))  # -0.0 becomes 0.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shape=st.sampled_from([(7,), (3, 5), (2, 3, 4, 5), (1, 1, 1, 1)]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    seed=st.integers(0, 2**16),
+)
+def test_compiled_relu_backward_equals_numpy_bit_for_bit(shape, dtype, seed):
+    rng = np.random.default_rng(seed)
+    dout = rng.standard_normal(shape).astype(dtype)
+    specials = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, -1.0], dtype=dtype)
+    dout.flat[rng.integers(0, dout.size, size=min(dout.size, 6))] = specials[: min(dout.size, 6)]
+    positive = rng.random(shape) < 0.5
+    ours, theirs = both(relu_backward, dout, positive)
+    assert ours.dtype == theirs.dtype == dtype
+    np.testing.assert_array_equal(ours, theirs)  # NaN where NaN: inf or NaN times 0 is NaN
+    np.testing.assert_array_equal(np.signbit(ours), np.signbit(theirs))  # -1 * 0 is -0.0
+
+
+@pytest.mark.parametrize(
+    "make_mask",
+    [
+        lambda x: (x > 0).astype(x.dtype),  # a float mask: the bytes are not 0/1
+        lambda x: np.broadcast_to(x[:1] > 0, x.shape),  # not contiguous
+        lambda x: x[0] > 0,  # broadcasts against dout
+    ],
+)
+def test_relu_backward_outside_the_compiled_loop_takes_the_numpy_kernel(rng, make_mask):
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    dout = rng.standard_normal((3, 4)).astype(np.float32)
+    mask = make_mask(x)
+    np.testing.assert_array_equal(relu_backward(dout, mask), dout * mask)
 
 
 def test_relu_of_a_non_contiguous_input_takes_the_numpy_kernel(rng):

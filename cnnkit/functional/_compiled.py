@@ -255,6 +255,18 @@ def _col2im(cols, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w
                             target[j] += source[j]
 
 
+def _channel_sums(x, sums):
+    """sums[c] = sum over (n, m) of x[n, c, m], accumulated in float64."""
+    n_images, channels, size = x.shape
+    for c in range(channels):
+        total = 0.0
+        for n in range(n_images):
+            row = x[n, c]
+            for j in range(size):
+                total += row[j]
+        sums[c] = total
+
+
 def _channel_square_sums(x, shift, sums):
     """sums[c] = sum over (n, m) of (x[n, c, m] - shift[c])**2, accumulated in float64."""
     n_images, channels, size = x.shape
@@ -313,6 +325,13 @@ def _relu(x, out, positive):
         result[i] = value if keep | (value != value) else 0
 
 
+def _relu_backward(dout, positive, dx):
+    """dx = dout * positive as NumPy multiplies floats by bools (a NaN or inf times 0 is NaN)."""
+    grads, mask, result = dout.ravel(), positive.ravel().view(np.uint8), dx.ravel()
+    for i in range(grads.size):
+        result[i] = grads[i] * mask[i]
+
+
 _plane_grid = _compile(_plane_grid)
 _load_plane = _compile(_load_plane)
 _phase_span = _compile(_phase_span)
@@ -322,9 +341,11 @@ max_pool_backward = _compile(_max_pool_backward)
 depthwise_forward = _compile(_depthwise_forward)
 depthwise_backward = _compile(_depthwise_backward, fastmath={"reassoc"})
 im2col = _compile(_im2col)
+channel_sums = _compile(_channel_sums, fastmath={"reassoc"})
 channel_square_sums = _compile(_channel_square_sums, fastmath={"reassoc"})
 batch_norm_forward = _compile(_batch_norm_forward)
 batch_norm_sums = _compile(_batch_norm_sums, fastmath={"reassoc"})
 batch_norm_input_gradient = _compile(_batch_norm_input_gradient)
 col2im = _compile(_col2im)
 relu = _compile(_relu)
+relu_backward = _compile(_relu_backward)

@@ -11,9 +11,18 @@ import numpy as np
 from cnnkit.functional import _compiled
 
 
+def _compiled_relu_takes(*arrays: np.ndarray) -> bool:
+    """Whether the compiled ReLU loops run: numba on, float data, same-shape C-contiguous arrays."""
+    return (
+        _compiled.ENABLED
+        and arrays[0].dtype.kind == "f"
+        and all(a.flags.c_contiguous and a.shape == arrays[0].shape for a in arrays)
+    )
+
+
 def relu(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """y = max(x, 0); the cache is the mask x > 0 (one compiled pass for both when it can)."""
-    if _compiled.ENABLED and x.flags.c_contiguous and x.dtype.kind == "f":
+    if _compiled_relu_takes(x):
         out, positive = np.empty_like(x), np.empty(x.shape, dtype=bool)
         _compiled.relu(x, out, positive)
         return out, positive
@@ -21,7 +30,11 @@ def relu(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def relu_backward(dout: np.ndarray, positive: np.ndarray) -> np.ndarray:
-    """dL/dx = dL/dy * [x > 0]."""
+    """dL/dx = dL/dy * [x > 0] (one compiled pass when it can)."""
+    if positive.dtype == bool and _compiled_relu_takes(dout, positive):
+        dx = np.empty_like(dout)
+        _compiled.relu_backward(dout, positive, dx)
+        return dx
     return dout * positive
 
 
