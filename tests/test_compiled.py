@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from unittest.mock import patch
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cnnkit.functional import _compiled
+from cnnkit.functional import _compiled, pool
 from cnnkit.functional.activation import relu, relu_backward
 from cnnkit.functional.conv import conv2d, conv2d_backward
 from cnnkit.functional.norm import batch_norm, batch_norm_backward
@@ -65,9 +66,10 @@ pool_case = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.parametrize("by_window", [False, True], ids=["phase planes", "by window"])
 @settings(max_examples=120, deadline=None)
-@given(pool_case)
-def test_compiled_max_pool_equals_numpy_with_ties_nan_and_infinities(case):
+@given(case=pool_case)
+def test_compiled_max_pool_equals_numpy_with_ties_nan_and_infinities(by_window, case):
     rng = np.random.default_rng(case["seed"])
     shape = (case["n"], case["c"], case["h"], case["w"])
     # few distinct values make ties common; some NaN and -inf test the routing rules
@@ -77,12 +79,27 @@ def test_compiled_max_pool_equals_numpy_with_ties_nan_and_infinities(case):
     kernel = min(case["kernel"], case["h"], case["w"])
     padding = 0 if case["padding"] == 1 and kernel < 2 else case["padding"]
     options = dict(kernel_size=kernel, stride=case["stride"], padding=padding)
-    compiled, reference = both(max_pool_round_trip, x, case["seed"], **options)
+    limit = 10**9 if by_window else 0  # every plane takes the chosen compiled kernel
+    with patch.object(pool, "WINDOW_KERNEL_MAX_OUTPUTS", limit):
+        compiled, reference = both(max_pool_round_trip, x, case["seed"], **options)
     np.testing.assert_array_equal(compiled[0], reference[0])
     np.testing.assert_array_equal(compiled[1], reference[1])
     # an input that wins several windows sums their gradients in another order
     rtol = 1e-6 if case["dtype"] == np.float32 else 1e-14
     np.testing.assert_allclose(compiled[2], reference[2], rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize(
+    ("size", "kernel_name"),
+    [(10, "max_pool_backward_by_window"), (14, "max_pool_backward")],  # 5x5, 7x7 outputs
+)
+def test_max_pool_backward_takes_the_window_kernel_for_small_planes(rng, size, kernel_name):
+    x = rng.standard_normal((2, 3, size, size)).astype(np.float32)
+    out, cache = max_pool2d(x, kernel_size=2)
+    kernel = getattr(_compiled, kernel_name)
+    with patch.object(_compiled, kernel_name, wraps=kernel) as spy:
+        max_pool2d_backward(np.ones_like(out), cache)
+    spy.assert_called_once()
 
 
 depthwise_case = st.fixed_dictionaries(

@@ -96,6 +96,38 @@ def _max_pool_backward(
         _copy_phases(dx[n, c], top, left, stride_h, stride_w, pitch, dphases, False)
 
 
+def _max_pool_backward_by_window(
+    x, dout, kernel_h, kernel_w, stride_h, stride_w, top, left, first_tap, argmax, dx
+):
+    """_max_pool_backward window by window: the same winners and routing, no per-plane set-up.
+
+    Each window's taps are read in place (a tap in the padding is -inf, which never wins), so
+    small planes, where building the phase planes costs more than the windows themselves, pay
+    only for their taps; the loops are scalar, as stride-s reads do not vectorise.
+    """
+    n_images, channels, height, width = x.shape
+    out_h, out_w = dout.shape[2], dout.shape[3]
+    dx[...] = 0
+    for n in range(n_images):
+        for c in range(channels):
+            plane, grads, target = x[n, c], dout[n, c], dx[n, c]
+            for i in range(out_h):
+                row0 = i * stride_h - top
+                first_u, stop_u = max(0, -row0), min(kernel_h, height - row0)
+                for j in range(out_w):
+                    column0 = j * stride_w - left
+                    first_v, stop_v = max(0, -column0), min(kernel_w, width - column0)
+                    best, winner = -np.inf, first_tap[i, j]
+                    for u in range(first_u, stop_u):
+                        line = plane[row0 + u]
+                        for v in range(first_v, stop_v):
+                            value = line[column0 + v]
+                            if (value != value) | (value > best):
+                                best, winner = value, u * kernel_w + v
+                    argmax[n, c, i, j] = winner
+                    target[row0 + winner // kernel_w, column0 + winner % kernel_w] += grads[i, j]
+
+
 def _tap_plane(phases, u, v, stride_h, stride_w, pitch):
     """Tap (u, v) of every window: phase plane (u % s_h, v % s_w) from (u // s_h)*P + v // s_w."""
     return phases[u % stride_h, v % stride_w, (u // stride_h) * pitch + v // stride_w :]
@@ -338,6 +370,7 @@ _phase_span = _compile(_phase_span)
 _copy_phases = _compile(_copy_phases)
 _tap_plane = _compile(_tap_plane)
 max_pool_backward = _compile(_max_pool_backward)
+max_pool_backward_by_window = _compile(_max_pool_backward_by_window)
 depthwise_forward = _compile(_depthwise_forward)
 depthwise_backward = _compile(_depthwise_backward, fastmath={"reassoc"})
 im2col = _compile(_im2col)
