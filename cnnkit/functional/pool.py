@@ -30,8 +30,8 @@ from cnnkit.functional._args import (
 
 WINDOW_KERNEL_MAX_OUTPUTS = 36
 """Planes of at most this many outputs take the compiled max-pool backward window by window
-(LeNet-5's 5x5: 2.4 -> 1.1 ms for 64x16 planes); larger ones take the phase-plane kernel, whose
-set-up per plane pays off from 7x7 outputs (14x14: 3.1 against 4.0 ms)."""
+(LeNet-5's 5x5: 2.4 -> 1.4 ms for 64x16 planes); larger ones take the phase-plane kernel, whose
+set-up per plane pays off from 7x7 outputs (14x14: 3.0 against 3.9 ms)."""
 
 
 @dataclass
