@@ -10,6 +10,7 @@ import pytest
 
 import cnnkit as ck
 from cnnkit import nn
+from cnnkit.models.summary import summary
 from cnnkit.train import evaluate
 
 
@@ -133,3 +134,12 @@ def test_evaluate_leaves_no_cache_behind(rng):
         for m in model.modules()
         if isinstance(m, nn.module.CachedModule)
     )
+
+
+def test_summary_under_no_grad_keeps_the_pending_caches(rng):
+    model = small_cnn()
+    x = rng.standard_normal((2, 3, 16, 16)).astype(np.float32)
+    logits = model(x)
+    with ck.no_grad():
+        summary(model, (3, 16, 16))
+    model.backward(np.ones_like(logits))  # the caches of the forward pass above are intact

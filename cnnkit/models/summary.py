@@ -223,7 +223,7 @@ def trace(model: Module, input_shape, infer: bool = True) -> Trace:
         for module, mode in zip(modules, training, strict=True):
             object.__setattr__(module, "training", mode)
         for module, cache in caches:
-            module._cache = cache
+            module._restore_cache(cache)
     return Trace(rows, shape, tuple(np.shape(out)))
 
 

@@ -246,6 +246,10 @@ class CachedModule(Module):
     def _cache(self, value) -> None:
         self.__dict__["_kept"] = value if value is None or is_grad_enabled() else _DROPPED
 
+    def _restore_cache(self, cache) -> None:
+        """Put back a cache read from ``_cache`` earlier, as it was, whatever the grad mode."""
+        self.__dict__["_kept"] = cache
+
     def _take_cache(self):
         cache = self._cache
         if cache is None:
