@@ -14,7 +14,7 @@ from unittest.mock import patch
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cnnkit.functional import _compiled, pool
@@ -240,6 +240,16 @@ def batch_norm_round_trip(x, gamma, beta, dout):
 
 @settings(max_examples=60, deadline=None)
 @given(batch_norm_case)
+@example(  # a float64 sum of the mean (NumPy's is float32) made dgamma differ by 0.4% here
+    {
+        "shape": (2, 1, 3, 3),
+        "affine": True,
+        "mean": 100.0,
+        "strided_dout": False,
+        "dtype": np.float32,
+        "seed": 3569,
+    }
+)
 def test_compiled_batch_norm_equals_numpy(case):
     rng = np.random.default_rng(case["seed"])
     dtype, channels = case["dtype"], case["shape"][1]

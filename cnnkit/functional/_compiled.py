@@ -287,18 +287,6 @@ def _col2im(cols, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w
                             target[j] += source[j]
 
 
-def _channel_sums(x, sums):
-    """sums[c] = sum over (n, m) of x[n, c, m], accumulated in float64."""
-    n_images, channels, size = x.shape
-    for c in range(channels):
-        total = 0.0
-        for n in range(n_images):
-            row = x[n, c]
-            for j in range(size):
-                total += row[j]
-        sums[c] = total
-
-
 def _channel_square_sums(x, shift, sums):
     """sums[c] = sum over (n, m) of (x[n, c, m] - shift[c])**2, accumulated in float64."""
     n_images, channels, size = x.shape
@@ -374,7 +362,6 @@ max_pool_backward_by_window = _compile(_max_pool_backward_by_window)
 depthwise_forward = _compile(_depthwise_forward)
 depthwise_backward = _compile(_depthwise_backward, fastmath={"reassoc"})
 im2col = _compile(_im2col)
-channel_sums = _compile(_channel_sums, fastmath={"reassoc"})
 channel_square_sums = _compile(_channel_square_sums, fastmath={"reassoc"})
 batch_norm_forward = _compile(_batch_norm_forward)
 batch_norm_sums = _compile(_batch_norm_sums, fastmath={"reassoc"})

@@ -69,15 +69,6 @@ def _by_channel(*arrays: np.ndarray) -> list[np.ndarray]:
     return [a if a.ndim == 1 else a.reshape(a.shape[0], a.shape[1], -1) for a in arrays]
 
 
-def _channel_sums(x: np.ndarray, compiled: bool) -> np.ndarray:
-    """sum of x over every axis but the channel axis 1 (compiled: accumulated in float64)."""
-    if not compiled:
-        return x.sum(axis=_reduce_axes(x))
-    sums = np.empty(x.shape[1])
-    _compiled.channel_sums(*_by_channel(x), sums)
-    return sums.astype(x.dtype)
-
-
 def _channel_square_sums(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
     sums = np.empty(x.shape[1])
     _compiled.channel_square_sums(*_by_channel(x, mean.astype(x.dtype)), sums)
@@ -128,7 +119,7 @@ def batch_norm(
     count = 0
     if training:
         local_count = np.array([x.size // channels], dtype=x.dtype)
-        sums, (count,) = _summed(allreduce, _channel_sums(x, compiled), local_count)
+        sums, (count,) = _summed(allreduce, x.sum(axis=axes), local_count)
         count = int(count)
         if count < 2:
             raise ValueError(
