@@ -66,36 +66,69 @@ pool_case = st.fixed_dictionaries(
 )
 
 
+def random_pool_input(case) -> np.ndarray:
+    """Few distinct values make ties common; some NaN and -inf test the routing rules."""
+    rng = np.random.default_rng(case["seed"])
+    shape = (case["n"], case["c"], case["h"], case["w"])
+    x = rng.integers(-2, 3, shape).astype(case["dtype"])
+    x[rng.random(shape) < 0.1] = np.nan
+    x[rng.random(shape) < 0.15] = -np.inf
+    return x
+
+
+def assert_same_pooling(compiled, reference, dtype) -> None:
+    np.testing.assert_array_equal(compiled[0], reference[0])
+    np.testing.assert_array_equal(compiled[1], reference[1])
+    # an input that wins several windows sums their gradients in another order
+    rtol = 1e-6 if dtype == np.float32 else 1e-14
+    np.testing.assert_allclose(compiled[2], reference[2], rtol=rtol, atol=rtol)
+
+
 @pytest.mark.parametrize("by_window", [False, True], ids=["phase planes", "by window"])
 @settings(max_examples=120, deadline=None)
 @given(case=pool_case)
 def test_compiled_max_pool_equals_numpy_with_ties_nan_and_infinities(by_window, case):
-    rng = np.random.default_rng(case["seed"])
-    shape = (case["n"], case["c"], case["h"], case["w"])
-    # few distinct values make ties common; some NaN and -inf test the routing rules
-    x = rng.integers(-2, 3, shape).astype(case["dtype"])
-    x[rng.random(shape) < 0.1] = np.nan
-    x[rng.random(shape) < 0.15] = -np.inf
+    x = random_pool_input(case)
     kernel = min(case["kernel"], case["h"], case["w"])
     padding = 0 if case["padding"] == 1 and kernel < 2 else case["padding"]
     options = dict(kernel_size=kernel, stride=case["stride"], padding=padding)
+    if options == dict(kernel_size=2, stride=2, padding=0):
+        options["padding"] = ((0, 0), (0, 1))  # 2x2 windows without padding take their own kernel
     limit = 10**9 if by_window else 0  # every plane takes the chosen compiled kernel
     with patch.object(pool, "WINDOW_KERNEL_MAX_OUTPUTS", limit):
         compiled, reference = both(max_pool_round_trip, x, case["seed"], **options)
-    np.testing.assert_array_equal(compiled[0], reference[0])
-    np.testing.assert_array_equal(compiled[1], reference[1])
-    # an input that wins several windows sums their gradients in another order
-    rtol = 1e-6 if case["dtype"] == np.float32 else 1e-14
-    np.testing.assert_allclose(compiled[2], reference[2], rtol=rtol, atol=rtol)
+    assert_same_pooling(compiled, reference, case["dtype"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(case=pool_case.filter(lambda case: min(case["h"], case["w"]) >= 2))
+def test_compiled_2x2_max_pool_equals_numpy_with_ties_nan_and_infinities(case):
+    x = random_pool_input(case)  # odd sizes leave a last row or column in no window
+    compiled, reference = both(max_pool_round_trip, x, case["seed"], kernel_size=2)
+    assert_same_pooling(compiled, reference, case["dtype"])
+
+
+def test_compiled_2x2_max_pool_spans_several_chunks(rng):
+    x = rng.integers(-2, 3, (3, 5, 40, 30)).astype(np.float32)  # 3 * 5 * 20 * 15 > PAIRS_CHUNK
+    x[rng.random(x.shape) < 0.05] = np.nan
+    compiled, reference = both(max_pool_round_trip, x, 0, kernel_size=2)
+    assert_same_pooling(compiled, reference, np.float32)
 
 
 @pytest.mark.parametrize(
-    ("size", "kernel_name"),
-    [(10, "max_pool_backward_by_window"), (14, "max_pool_backward")],  # 5x5, 7x7 outputs
+    ("size", "options", "kernel_name"),
+    [
+        (10, dict(kernel_size=2), "max_pool_backward_2x2"),
+        (11, dict(kernel_size=2), "max_pool_backward_2x2"),
+        (10, dict(kernel_size=2, padding=1), "max_pool_backward_by_window"),  # 6x6 outputs
+        (9, dict(kernel_size=3, stride=2, padding="same"), "max_pool_backward_by_window"),  # 5x5
+        (13, dict(kernel_size=3, stride=2, padding="same"), "max_pool_backward"),  # 7x7
+        (14, dict(kernel_size=2, stride=1), "max_pool_backward"),  # 13x13, overlapping
+    ],
 )
-def test_max_pool_backward_takes_the_window_kernel_for_small_planes(rng, size, kernel_name):
+def test_max_pool_backward_takes_the_kernel_that_suits_the_windows(rng, size, options, kernel_name):
     x = rng.standard_normal((2, 3, size, size)).astype(np.float32)
-    out, cache = max_pool2d(x, kernel_size=2)
+    out, cache = max_pool2d(x, **options)
     kernel = getattr(_compiled, kernel_name)
     with patch.object(_compiled, kernel_name, wraps=kernel) as spy:
         max_pool2d_backward(np.ones_like(out), cache)
