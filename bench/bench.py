@@ -20,7 +20,10 @@ Method
 * Timing. ``warmup`` untimed calls of each side (at least one: the mirror check), then
   ``repeats`` timed calls alternating cnnkit, torch, cnnkit, torch, ... so that load from other
   processes hits both alike; ``time.perf_counter``; the table shows the median of each side in
-  milliseconds and ratio = median cnnkit / median torch (above 1: cnnkit is slower). Before each
+  milliseconds and ratio = median cnnkit / median torch (above 1: cnnkit is slower), and next
+  to it the first and third quartiles of the ratios of the alternated pairs (cnnkit call i over
+  torch call i): a machine that slows down for a while slows both calls of a pair, so a wide
+  range means the run was noisy, not that the ratio moved. Before each
   timed call the script waits until the process is idle (:func:`settle`): OpenBLAS' worker
   threads spin for ~0.1 s after every NumPy call, and on a 2-core machine they would otherwise
   steal a core from the torch call that follows (which made torch look up to 8x slower).
@@ -557,12 +560,14 @@ def measure(row: Row, repeats: int, warmup: int) -> None:
         ours_ms.append(elapsed_ms(row.ours))
         theirs_ms.append(elapsed_ms(row.theirs))
     ours_median, theirs_median = statistics.median(ours_ms), statistics.median(theirs_ms)
+    pair_ratios = sorted(a / b for a, b in zip(ours_ms, theirs_ms, strict=True))
     row.results = {
         "case": row.case,
         "pass": row.kind,
         "cnnkit_ms": ours_median,
         "torch_ms": theirs_median,
         "ratio": ours_median / theirs_median,
+        "pair_ratio_quartiles": quartiles(pair_ratios),
         "cnnkit_peak_mib": numpy_peak_mib(row.ours),
         "torch_peak_mib": torch_peak_mib(row.theirs),
         "cnnkit_times_ms": ours_ms,
@@ -572,6 +577,14 @@ def measure(row: Row, repeats: int, warmup: int) -> None:
         "mirror": "ok" if ok else "mismatch",
         "mirror_max_rel_err": err,
     }
+
+
+def quartiles(values: list[float]) -> tuple[float, float]:
+    """(first, third) quartile of ``values``, both the value itself when there is one."""
+    if len(values) == 1:
+        return values[0], values[0]
+    first, _, third = statistics.quantiles(values, n=4, method="inclusive")
+    return first, third
 
 
 def recheck_in_float64(case: str, rows: list[Row]) -> None:
@@ -646,23 +659,27 @@ FLAGS = {"ok": "", "rounding": " (~)", "mismatch": " (!)"}
 
 def format_table(rows: list[dict]) -> str:
     lines = [
-        "| case | pass | cnnkit ms | torch ms | ratio | cnnkit peak MiB | torch peak MiB |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| case | pass | cnnkit ms | torch ms | ratio | pair ratios Q1-Q3 | cnnkit peak MiB "
+        "| torch peak MiB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        first, third = r["pair_ratio_quartiles"]
         lines.append(
             f"| {r['case']}{FLAGS[r['mirror']]} | {r['pass']} | {r['cnnkit_ms']:.2f} | "
-            f"{r['torch_ms']:.2f} | {r['ratio']:.2f} | {r['cnnkit_peak_mib']:.1f} | "
-            f"{r['torch_peak_mib']:.1f} |"
+            f"{r['torch_ms']:.2f} | {r['ratio']:.2f} | {first:.2f}-{third:.2f} | "
+            f"{r['cnnkit_peak_mib']:.1f} | {r['torch_peak_mib']:.1f} |"
         )
     return "\n".join(lines)
 
 
 LEGEND = """\
 ratio = median cnnkit / median torch (> 1: cnnkit slower). Times: median of the timed calls,
-alternating cnnkit and torch, after warm-up. Peak MiB: highest total of the buffers allocated
-during one call and alive at once (cnnkit: tracemalloc; torch: profiler CPU-allocator events);
-BLAS/oneDNN internal workspaces are not seen by either. forward rows: torch under no_grad.
+alternating cnnkit and torch, after warm-up. Pair ratios: cnnkit / torch of each alternated
+pair of calls, first to third quartile; they show how much the machine moved during the row.
+Peak MiB: highest total of the buffers allocated during one call and alive at once (cnnkit:
+tracemalloc; torch: profiler CPU-allocator events); BLAS/oneDNN internal workspaces are not
+seen by either. forward rows: torch under no_grad.
 Mirror check (outputs and gradients, float32, rtol 1e-3): (~) differs in float32 but float64
 copies agree (rtol 1e-6), i.e. rounding; (!) the torch mirror computes something else."""
 
