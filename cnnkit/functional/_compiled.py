@@ -34,6 +34,12 @@ def _compile(function, fastmath=False):
     return numba.njit(cache=True, fastmath=fastmath, nogil=True)(function)
 
 
+def _beats(value, best):
+    """Whether a later tap ``value`` takes a max-pool window from ``best``: it is larger, or NaN
+    (so the first maximum wins ties and the last NaN wins): PyTorch's CPU rule, pool.py's."""
+    return (value != value) | (value > best)
+
+
 def _phase_span(phase: int, offset: int, stride: int, size: int) -> tuple[int, int, int]:
     """(first s, its phase index, count) of the s < size with (s + offset) % stride == phase."""
     first = (phase - offset) % stride
@@ -80,7 +86,7 @@ def _max_pool_backward(
                 source = _tap_plane(phases, u, v, stride_h, stride_w, pitch)
                 for q in range(length):
                     value = source[q]
-                    better = (value != value) | (value > best[q])
+                    better = _beats(value, best[q])
                     best[q] = value if better else best[q]
                     winner[q] = tap if better else winner[q]
         for i in range(out_h):
@@ -122,7 +128,7 @@ def _max_pool_backward_by_window(
                         line = plane[row0 + u]
                         for v in range(first_v, stop_v):
                             value = line[column0 + v]
-                            if (value != value) | (value > best):
+                            if _beats(value, best):
                                 best, winner = value, u * kernel_w + v
                     argmax[n, c, i, j] = winner
                     target[row0 + winner // kernel_w, column0 + winner % kernel_w] += grads[i, j]
@@ -158,13 +164,13 @@ def _max_pool_backward_2x2(x, dout, argmax, dx):
         start = first_row * out_w
         for q in range(count):
             a, b, c, d = taps[0, q], taps[1, q], taps[2, q], taps[3, q]
-            later = (b != b) | (b > a)
+            later = _beats(b, a)
             best = b if later else a
             winner = np.int32(1) if later else np.int32(0)
-            later = (c != c) | (c > best)
+            later = _beats(c, best)
             best = c if later else best
             winner = np.int32(2) if later else winner
-            later = (d != d) | (d > best)
+            later = _beats(d, best)
             winner = np.int32(3) if later else winner
             grad = grads[start + q]
             winners[start + q] = winner
@@ -421,6 +427,7 @@ def _relu_backward(dout, positive, dx):
         result[i] = grads[i] * mask[i]
 
 
+_beats = _compile(_beats)
 _plane_grid = _compile(_plane_grid)
 _load_plane = _compile(_load_plane)
 _phase_span = _compile(_phase_span)
