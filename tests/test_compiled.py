@@ -115,6 +115,30 @@ def test_compiled_2x2_max_pool_spans_several_chunks(rng):
     assert_same_pooling(compiled, reference, np.float32)
 
 
+@pytest.mark.parametrize("options", [dict(kernel_size=2), dict(kernel_size=3, stride=2)])
+@pytest.mark.parametrize(
+    ("x_dtype", "dout_dtype"), [(np.float32, np.float64), (np.float64, np.float32)]
+)
+def test_compiled_max_pool_takes_an_upstream_gradient_of_another_dtype(
+    rng, options, x_dtype, dout_dtype
+):
+    x = rng.standard_normal((2, 3, 9, 8)).astype(x_dtype)
+    x[0, 0, 0, :2] = 2.0, 2.0 + 1e-12  # in float64 the second wins; rounded to float32, a tie
+
+    def round_trip():
+        out, cache = max_pool2d(x, **options)
+        dout = np.random.default_rng(0).standard_normal(out.shape).astype(dout_dtype)
+        return out, cache.argmax, max_pool2d_backward(dout, cache)
+
+    compiled, reference = both(round_trip)
+    assert compiled[2].dtype == reference[2].dtype == dout_dtype
+    np.testing.assert_array_equal(compiled[0], reference[0])
+    np.testing.assert_array_equal(compiled[1], reference[1])
+    # overlapping windows sum an input's gradients in another order: rounding of the wider
+    # dtype only, where gradients carried in float32 would be off by 1e-8
+    np.testing.assert_allclose(compiled[2], reference[2], rtol=1e-14, atol=1e-15)
+
+
 @pytest.mark.parametrize(
     ("size", "options", "kernel_name"),
     [

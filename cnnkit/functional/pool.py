@@ -150,7 +150,9 @@ def max_pool2d_backward(dout: np.ndarray, cache: MaxPool2dCache) -> np.ndarray:
 def _compiled_backward(dout: np.ndarray, cache: MaxPool2dCache) -> np.ndarray:
     """max_pool2d_backward by the compiled kernel that suits the windows (module constants)."""
     geometry = cache.geometry
-    x, grads = (np.ascontiguousarray(a) for a in (cache.source, dout))
+    # one dtype for both, so that the kernels compare inputs and carry gradients exactly
+    common = np.result_type(cache.source, dout)
+    x, grads = (np.ascontiguousarray(a, dtype=common) for a in (cache.source, dout))
     cache.argmax = np.empty(dout.shape, dtype=np.int32)
     dx = np.empty(x.shape, dtype=dout.dtype)
     no_padding = geometry.padding == ((0, 0), (0, 0))
