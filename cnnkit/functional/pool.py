@@ -148,7 +148,8 @@ def max_pool2d_backward(dout: np.ndarray, cache: MaxPool2dCache) -> np.ndarray:
 
 
 def _compiled_backward(dout: np.ndarray, cache: MaxPool2dCache) -> np.ndarray:
-    """max_pool2d_backward by the compiled kernel that suits the windows (module constants)."""
+    """max_pool2d_backward by the compiled kernel that suits the windows: 2x2 at stride 2 without
+    padding, window by window up to WINDOW_KERNEL_MAX_OUTPUTS outputs, else phase planes."""
     geometry = cache.geometry
     # one dtype for both, so that the kernels compare inputs and carry gradients exactly
     common = np.result_type(cache.source, dout)
