@@ -105,14 +105,16 @@ def test_compiled_max_pool_equals_numpy_with_ties_nan_and_infinities(by_window, 
 def test_compiled_2x2_max_pool_equals_numpy_with_ties_nan_and_infinities(case):
     x = random_pool_input(case)  # odd sizes leave a last row or column in no window
     compiled, reference = both(max_pool_round_trip, x, case["seed"], kernel_size=2)
-    assert_same_pooling(compiled, reference, case["dtype"])
+    for got, expected in zip(compiled, reference, strict=True):  # disjoint windows: exact
+        np.testing.assert_array_equal(got, expected)
 
 
 def test_compiled_2x2_max_pool_spans_several_chunks(rng):
     x = rng.integers(-2, 3, (3, 5, 40, 30)).astype(np.float32)  # 3 * 5 * 20 * 15 > PAIRS_CHUNK
     x[rng.random(x.shape) < 0.05] = np.nan
     compiled, reference = both(max_pool_round_trip, x, 0, kernel_size=2)
-    assert_same_pooling(compiled, reference, np.float32)
+    for got, expected in zip(compiled, reference, strict=True):
+        np.testing.assert_array_equal(got, expected)
 
 
 @pytest.mark.parametrize("options", [dict(kernel_size=2), dict(kernel_size=3, stride=2)])
