@@ -25,13 +25,18 @@ def as_float64(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 class KillRank(Callback):
-    """Kill this process with SIGKILL after an epoch, as a crashed machine would vanish."""
+    """After an epoch, every rank meets at a barrier (rank 0 has written that epoch's checkpoint
+    before its callbacks run), then rank ``victim`` dies by SIGKILL, as a crashed machine would
+    vanish."""
 
-    def __init__(self, epoch: int):
-        self.epoch = epoch
+    def __init__(self, epoch: int, communicator: Communicator, victim: int):
+        self.epoch, self.communicator, self.victim = epoch, communicator, victim
 
     def on_epoch_end(self, trainer, logs):
-        if logs["epoch"] == self.epoch:
+        if logs["epoch"] != self.epoch:
+            return
+        self.communicator.barrier()
+        if self.communicator.rank == self.victim:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -81,7 +86,9 @@ def main() -> None:
         model.parameters(), lr=args.lr, momentum=0.9, nesterov=True, weight_decay=1e-4
     )
     scheduler = optim.CosineAnnealingLR(optimizer, T_max=4)
-    callbacks = [] if args.kill_rank != rank else [KillRank(args.kill_after_epoch)]
+    callbacks = []
+    if args.kill_rank is not None:
+        callbacks.append(KillRank(args.kill_after_epoch, communicator, args.kill_rank))
     trainer = Trainer(
         model,
         optimizer,
