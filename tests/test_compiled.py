@@ -76,14 +76,6 @@ def random_pool_input(case) -> np.ndarray:
     return x
 
 
-def assert_same_pooling(compiled, reference, dtype) -> None:
-    np.testing.assert_array_equal(compiled[0], reference[0])
-    np.testing.assert_array_equal(compiled[1], reference[1])
-    # an input that wins several windows sums their gradients in another order
-    rtol = 1e-6 if dtype == np.float32 else 1e-14
-    np.testing.assert_allclose(compiled[2], reference[2], rtol=rtol, atol=rtol)
-
-
 @pytest.mark.parametrize("by_window", [False, True], ids=["phase planes", "by window"])
 @settings(max_examples=120, deadline=None)
 @given(case=pool_case)
@@ -97,7 +89,11 @@ def test_compiled_max_pool_equals_numpy_with_ties_nan_and_infinities(by_window, 
     limit = 10**9 if by_window else 0  # every plane takes the chosen compiled kernel
     with patch.object(pool, "WINDOW_KERNEL_MAX_OUTPUTS", limit):
         compiled, reference = both(max_pool_round_trip, x, case["seed"], **options)
-    assert_same_pooling(compiled, reference, case["dtype"])
+    np.testing.assert_array_equal(compiled[0], reference[0])
+    np.testing.assert_array_equal(compiled[1], reference[1])
+    # an input that wins several windows sums their gradients in another order
+    rtol = 1e-6 if case["dtype"] == np.float32 else 1e-14
+    np.testing.assert_allclose(compiled[2], reference[2], rtol=rtol, atol=rtol)
 
 
 @settings(max_examples=150, deadline=None)
