@@ -63,7 +63,7 @@ def test_flat_grid_path_equals_im2col_path(case):
         extent = dilation[axis] * (case["kernel"][axis] - 1) + 1
         assume(extent <= x.shape[2 + axis] + sum(pad[axis]))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_shifted_conv, "CHUNK_BYTES", 1)  # chunks of 256 columns, a ragged last
+        patch.setattr(_shifted_conv, "CHUNK_BYTES", 1)  # chunks of one grid row each
         took_grid, ours = round_trip(x, weight, bias, case["seed"], **options)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(_shifted_conv, "plan", lambda *args: None)
@@ -78,6 +78,43 @@ def test_flat_grid_path_equals_im2col_path(case):
             continue
         assert got.dtype == dtype and got.shape == expected.shape
         np.testing.assert_allclose(got, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 4),
+    hw=st.tuples(st.integers(1, 7), st.integers(1, 7)),
+    border=st.tuples(st.integers(0, 3), st.integers(0, 3)),
+    cut=st.tuples(st.integers(0, 3), st.integers(0, 3)),
+    lines=st.integers(1, 12),
+    seed=st.integers(0, 2**16),
+)
+def test_cropping_chunk_by_chunk_equals_cropping_the_whole_grid(n, hw, border, cut, lines, seed):
+    grid = _shifted_conv.grid_for((n, 2, *hw), (1, 1), ((0, border[0]), (0, border[1])), (1, 1))
+    array = np.random.default_rng(seed).standard_normal((3, grid.length))
+    kept = (max(1, hw[0] - cut[0]), max(1, hw[1] - cut[1]))
+    expected = grid.blocks(array)[:, :, : kept[0], : kept[1]].transpose(1, 0, 2, 3)
+    images = np.full((n, 3, *kept), np.nan)
+    width = lines * grid.block[1]
+    for start in range(0, grid.length, width):
+        grid.crop_rows(array[:, start : start + width], start // grid.block[1], images)
+    np.testing.assert_array_equal(images, expected)
+
+
+@pytest.mark.parametrize(
+    ("budget", "expected_lines"),
+    # a budget of 2 rows x 4 bytes x (the margin of 20 columns + L rows of 9 columns) fits L rows
+    [(1, 1), (8 * (20 + 3 * 9), 3), (8 * (20 + 10 * 9), 7), (8 * (20 + 16 * 9), 14)],
+)
+def test_chunks_are_whole_grid_rows_and_whole_images_where_one_fits(budget, expected_lines):
+    grid = _shifted_conv.grid_for((5, 2, 6, 8), (3, 3), ((1, 1), (1, 1)), (1, 1))
+    assert grid.block == (7, 9) and grid.margin == 20
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_shifted_conv, "CHUNK_BYTES", budget)
+        step, chunks = _shifted_conv._chunks(grid, 2, 4)
+    assert step == expected_lines * grid.block[1]
+    assert [a for a, _ in chunks] == list(range(0, grid.length, step))
+    assert chunks[-1][1] == grid.length
 
 
 def test_flat_grid_gradients_match_central_differences(rng):

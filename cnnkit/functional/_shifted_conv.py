@@ -19,7 +19,8 @@ itself (a strided view, no copy), so the backward pass gathers once. Y is comput
 on the grid and cropped; the price is the (Hg*Wg)/(Ho*Wo) extra arithmetic of the shared border
 (1.13x for 16 x 16 images and a 3x3 kernel), the gain that the columns are filled at memcpy
 speed instead of Wo values at a time.
-The columns are built chunk by chunk, so the column buffer stays within ``CHUNK_BYTES``, and
+The columns are built chunk by chunk of whole grid rows, so the column buffer stays within
+``CHUNK_BYTES`` and each chunk's outputs are cropped into the images while still cached, and
 only kernel row 0's C*kW rows are copied: row u's rows are the same copy shifted by off(u, 0)
 columns, so W @ cols = sum_u (W_u @ cols_0) shifted by off(u, 0), with W_u kernel row u's
 matrix: one GEMM of all kH row matrices stacked, then kH shifted adds. Against the full copy
@@ -80,11 +81,31 @@ class Grid:
         on_grid[:, :, :height, :width] = images.transpose(1, 0, 2, 3)
         return destination
 
-    def crop(self, array: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-        """The (N, C, h, w) images at the top-left corners of a (C, >= length) array's blocks."""
-        images = np.empty((self.images, array.shape[0], *hw), dtype=array.dtype)
-        images[...] = self.blocks(array)[:, :, : hw[0], : hw[1]].transpose(1, 0, 2, 3)
-        return images
+    def crop_rows(self, array: np.ndarray, first_row: int, images: np.ndarray) -> None:
+        """Copy the image rows among grid rows [first_row, first_row + k) of a (C, k*Wg) array
+        into images (N, C, h, w): grid row g = n*Hg + r is row r of image n, kept if r < h.
+
+        A run of whole images is one copy; an image cut by either end of the rows is copied
+        apart, so a chunk of rows costs at most three copies.
+        """
+        block_h, block_w = self.block
+        height, width = images.shape[2:]
+        lines = array.reshape(array.shape[0], -1, block_w)
+        row, last_row = 0, lines.shape[1]
+        while row < last_row:
+            n, r = divmod(first_row + row, block_h)
+            whole = (last_row - row) // block_h if r == 0 else 0
+            if whole:
+                run = lines[:, row : row + whole * block_h]
+                run = run.reshape(-1, whole, block_h, block_w)[:, :, :height, :width]
+                images[n : n + whole] = run.transpose(1, 0, 2, 3)
+                row += whole * block_h
+                continue
+            stop = min(last_row, row + block_h - r)
+            kept = min(r + stop - row, height)
+            if r < kept:
+                images[n, :, r:kept] = lines[:, row : row + kept - r, :width]
+            row = stop
 
 
 def grid_for(input_shape, kernel, padding: Padding2d, dilation) -> Grid:
@@ -150,8 +171,16 @@ def _gather(source, start: int, stop: int, kernel, dilation, grid: Grid, buffer)
 
 
 def _chunks(grid: Grid, rows: int, itemsize: int):
-    """The chunk width and the (start, stop) column ranges that keep a gather in CHUNK_BYTES."""
-    step = max(256, CHUNK_BYTES // (rows * itemsize) - grid.margin)
+    """The chunk width and the (start, stop) column ranges that keep a gather in CHUNK_BYTES.
+
+    Chunks are whole grid rows, and whole images where an image fits, so that each chunk's
+    outputs are cropped into the images while they are still in the cache.
+    """
+    block_h, block_w = grid.block
+    lines = max(1, (CHUNK_BYTES // (rows * itemsize) - grid.margin) // block_w)
+    if lines >= block_h:
+        lines -= lines % block_h
+    step = lines * block_w
     return step, [(start, min(start + step, grid.length)) for start in range(0, grid.length, step)]
 
 
@@ -186,12 +215,14 @@ def forward(values: np.ndarray, grid: Grid, weight: np.ndarray, dilation, out_hw
     span = step + grid.margin
     buffer = scratch("shifted conv columns", (c_in * kw, span), values.dtype)
     products = scratch("shifted conv kernel-row products", (kh * c_out, span), values.dtype)
-    product = scratch("shifted conv output", (c_out, grid.length), values.dtype)
+    product = scratch("shifted conv output", (c_out, step), values.dtype)
+    out = np.empty((grid.images, c_out, *out_hw), dtype=values.dtype)
     stacked, shifts = _by_kernel_row(weight), grid.offsets[::kw]
     for start, stop in chunks:
         columns = _gather(values, start, stop, (kh, kw), dilation, grid, buffer)
-        _shifted_sum(stacked, columns, shifts, product[:, start:stop], products)
-    return grid.crop(product, out_hw)
+        _shifted_sum(stacked, columns, shifts, product[:, : stop - start], products)
+        grid.crop_rows(product[:, : stop - start], start // grid.block[1], out)
+    return out
 
 
 def _upstream_grid(dout: np.ndarray, grid: Grid) -> np.ndarray:
@@ -214,17 +245,19 @@ def backward(dout, values: np.ndarray, grid: Grid, weight, dilation, input_gradi
     span = step + grid.margin
     buffer = scratch("shifted conv columns", (c_out * kw, span), dout.dtype)
     products = scratch("shifted conv kernel-row products", (kh * c_in, span), dout.dtype)
-    dgrid = scratch("shifted conv input gradient", (c_in, grid.length), dout.dtype)
+    dgrid = scratch("shifted conv input gradient", (c_in, step), dout.dtype)
+    images = (grid.images, c_in, grid.height, grid.width)
+    dx = np.empty(images, dtype=dout.dtype) if input_gradient else None
     # kernel row u's columns times G^T: rows (o, v) of dW[o, :, kH-1-u, kW-1-v]
     rotated_dweight = np.zeros((kh, c_out * kw, c_in), dtype=dout.dtype)
     for start, stop in chunks:
         shifted = (grid.lead + start, grid.lead + stop)
         columns = _gather(grads, *shifted, (kh, kw), dilation, grid, buffer)
         if input_gradient:
-            _shifted_sum(stacked, columns, shifts, dgrid[:, start:stop], products)
+            _shifted_sum(stacked, columns, shifts, dgrid[:, : stop - start], products)
+            grid.crop_rows(dgrid[:, : stop - start], start // grid.block[1], dx)
         source = values[:, shifted[0] : shifted[1]].T
         for u, shift in enumerate(shifts):
             rotated_dweight[u] += columns[:, shift : shift + stop - start] @ source
     dweight = rotated_dweight.reshape(kh, c_out, kw, c_in)[::-1, :, ::-1].transpose(1, 3, 0, 2)
-    dx = grid.crop(dgrid, (grid.height, grid.width)) if input_gradient else None
     return dx, np.ascontiguousarray(dweight)
