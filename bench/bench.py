@@ -385,39 +385,47 @@ def named_grads(model: ck.nn.Module, twin: nn.Module):
     return [p for _, p in model.named_parameters()], [theirs[name] for name in names]
 
 
+def train_step_pair(model_name: str, batch: int, shape, classes: int, dtype):
+    """(model, ours, theirs): one SGD step (lr 0.01, momentum 0.9) of a zoo model and of its
+    torch mirror on the same random labelled batch, each returning what the mirror check
+    compares (logits, loss, every parameter's gradient)."""
+    rng = np.random.default_rng(0)
+    model = ck.models.get(model_name, num_classes=classes, in_channels=shape[0], dtype=dtype)
+    model.train()
+    twin = mirror(model)
+    x = _randn(rng, (batch, *shape), dtype)
+    labels = rng.integers(0, classes, size=batch).astype(np.int64)
+    x_t, labels_t = torch.from_numpy(x), torch.from_numpy(labels)
+    loss_fn = ck.nn.CrossEntropyLoss()
+    params, twin_params = named_grads(model, twin)
+    opt = ck.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    twin_opt = torch.optim.SGD(twin.parameters(), lr=0.01, momentum=0.9)
+
+    def ours():
+        logits = model(x)
+        loss = loss_fn(logits, labels)
+        model.zero_grad()
+        with skip_input_gradient(model):  # as cnnkit.train's step; torch's x needs no grad
+            model.backward(loss_fn.backward())
+        opt.step()
+        return [logits, np.asarray(loss), *(p.grad for p in params)]
+
+    def theirs():
+        twin_opt.zero_grad()
+        logits = twin(x_t)
+        loss = F.cross_entropy(logits, labels_t)
+        loss.backward()
+        twin_opt.step()
+        return [logits, loss, *(p.grad for p in twin_params)]
+
+    return model, ours, theirs
+
+
 def train_step_case(case: str, model_name: str, batch: int, shape, classes: int = 10):
-    """One SGD step (lr 0.01, momentum 0.9) of a zoo model on a random labelled batch."""
+    """The train-step row of :func:`train_step_pair`."""
 
     def build(dtype) -> list[Row]:
-        rng = np.random.default_rng(0)
-        model = ck.models.get(model_name, num_classes=classes, in_channels=shape[0], dtype=dtype)
-        model.train()
-        twin = mirror(model)
-        x = _randn(rng, (batch, *shape), dtype)
-        labels = rng.integers(0, classes, size=batch).astype(np.int64)
-        x_t, labels_t = torch.from_numpy(x), torch.from_numpy(labels)
-        loss_fn = ck.nn.CrossEntropyLoss()
-        params, twin_params = named_grads(model, twin)
-        opt = ck.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        twin_opt = torch.optim.SGD(twin.parameters(), lr=0.01, momentum=0.9)
-
-        def ours():
-            logits = model(x)
-            loss = loss_fn(logits, labels)
-            model.zero_grad()
-            with skip_input_gradient(model):  # as cnnkit.train's step; torch's x needs no grad
-                model.backward(loss_fn.backward())
-            opt.step()
-            return [logits, np.asarray(loss), *(p.grad for p in params)]
-
-        def theirs():
-            twin_opt.zero_grad()
-            logits = twin(x_t)
-            loss = F.cross_entropy(logits, labels_t)
-            loss.backward()
-            twin_opt.step()
-            return [logits, loss, *(p.grad for p in twin_params)]
-
+        _, ours, theirs = train_step_pair(model_name, batch, shape, classes, dtype)
         return [Row(case, f"train step b{batch}", ours, theirs)]
 
     return build
@@ -447,11 +455,12 @@ def inference_case(case: str, model_name: str, batch: int, shape, classes: int):
     return build
 
 
+TRAIN_STEPS = {"lenet5": (64, (1, 28, 28)), "resnet20": (128, (3, 32, 32))}  # batch, image
+
 CASES: dict[str, Callable[[np.dtype], list[Row]]] = {
     **{name: conv_case(name) for name in CONV_CASES},
     "maxpool": maxpool_case,
-    "lenet5": train_step_case("lenet5", "lenet5", 64, (1, 28, 28)),
-    "resnet20": train_step_case("resnet20", "resnet20", 128, (3, 32, 32)),
+    **{name: train_step_case(name, name, *step) for name, step in TRAIN_STEPS.items()},
     "mini_xception": inference_case("mini_xception", "mini_xception", 64, (1, 28, 28), 10),
     "xception": inference_case("xception", "xception", 1, (3, 299, 299), 1000),
 }
