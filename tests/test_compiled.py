@@ -322,17 +322,26 @@ def test_compiled_batch_norm_equals_numpy(case):
         np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=rtol * np.abs(theirs).max())
 
 
-@settings(max_examples=40, deadline=None)
-@given(
+relu_cases = dict(
     shape=st.sampled_from([(7,), (3, 5), (2, 3, 4, 5), (1, 1, 1, 1)]),
     dtype=st.sampled_from([np.float32, np.float64]),
     seed=st.integers(0, 2**16),
 )
+
+
+def with_specials(rng, shape, dtype, specials) -> np.ndarray:
+    """Normal values with as many of ``specials`` as fit written at random places."""
+    values = rng.standard_normal(shape).astype(dtype)
+    count = min(values.size, len(specials))
+    values.flat[rng.integers(0, values.size, size=count)] = np.array(specials, dtype)[:count]
+    return values
+
+
+@settings(max_examples=40, deadline=None)
+@given(**relu_cases)
 def test_compiled_relu_equals_numpy_bit_for_bit(shape, dtype, seed):
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal(shape).astype(dtype)
-    specials = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0], dtype=dtype)
-    x.flat[rng.integers(0, x.size, size=min(x.size, 5))] = specials[: min(x.size, 5)]
+    x = with_specials(rng, shape, dtype, [np.nan, np.inf, -np.inf, 0.0, -0.0])
     (ours, our_mask), (theirs, their_mask) = both(relu, x)
     assert ours.dtype == theirs.dtype == dtype and our_mask.dtype == their_mask.dtype == bool
     np.testing.assert_array_equal(our_mask, their_mask)
@@ -341,16 +350,10 @@ def test_compiled_relu_equals_numpy_bit_for_bit(shape, dtype, seed):
 
 
 @settings(max_examples=40, deadline=None)
-@given(
-    shape=st.sampled_from([(7,), (3, 5), (2, 3, 4, 5), (1, 1, 1, 1)]),
-    dtype=st.sampled_from([np.float32, np.float64]),
-    seed=st.integers(0, 2**16),
-)
+@given(**relu_cases)
 def test_compiled_relu_backward_equals_numpy_bit_for_bit(shape, dtype, seed):
     rng = np.random.default_rng(seed)
-    dout = rng.standard_normal(shape).astype(dtype)
-    specials = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, -1.0], dtype=dtype)
-    dout.flat[rng.integers(0, dout.size, size=min(dout.size, 6))] = specials[: min(dout.size, 6)]
+    dout = with_specials(rng, shape, dtype, [np.nan, np.inf, -np.inf, 0.0, -0.0, -1.0])
     positive = rng.random(shape) < 0.5
     ours, theirs = both(relu_backward, dout, positive)
     assert ours.dtype == theirs.dtype == dtype
