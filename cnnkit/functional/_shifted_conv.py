@@ -19,9 +19,9 @@ itself (a strided view, no copy), so the backward pass gathers once. Y is comput
 on the grid and cropped; the price is the (Hg*Wg)/(Ho*Wo) extra arithmetic of the shared border
 (1.13x for 16 x 16 images and a 3x3 kernel), the gain that the columns are filled at memcpy
 speed instead of Wo values at a time.
-The columns are built chunk by chunk of whole grid rows, so the column buffer stays within
-``CHUNK_BYTES`` and each chunk's outputs are cropped into the images while still cached, and
-only kernel row 0's C*kW rows are copied: row u's rows are the same copy shifted by off(u, 0)
+The columns are built chunk by chunk of whole grid rows, so that the column buffer stays
+within ``CHUNK_BYTES`` and each chunk's outputs are cropped into the images while still cached.
+Only kernel row 0's C*kW rows are copied: row u's rows are the same copy shifted by off(u, 0)
 columns, so W @ cols = sum_u (W_u @ cols_0) shifted by off(u, 0), with W_u kernel row u's
 matrix: one GEMM of all kH row matrices stacked, then kH shifted adds. Against the full copy
 and one GEMM, the copy is kH times smaller and the GEMM kH times taller, which is what a layer
