@@ -21,6 +21,8 @@ import argparse
 import statistics
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -45,6 +47,8 @@ TORCH_OPERATORS = {
 }
 """(cnnkit layer type, pass) -> the torch operators whose self time is that layer's work."""
 
+PASSES = ("forward", "backward")
+
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -55,9 +59,11 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def time_leaf_modules(model: ck.nn.Module, totals: dict) -> None:
-    """Make every leaf module add the seconds of its forward and backward calls to
-    totals[(type name, pass)]."""
+@contextmanager
+def timed_leaf_modules(model: ck.nn.Module) -> Iterator[dict]:
+    """While open, every leaf module adds the seconds of its forward and backward calls to the
+    yielded totals[(type name, pass)]; on exit the timers are removed again."""
+    totals: dict = defaultdict(float)
 
     def timed(method, key):
         def call(*args, **kwargs):
@@ -69,24 +75,25 @@ def time_leaf_modules(model: ck.nn.Module, totals: dict) -> None:
 
         return call
 
-    for _, module in model.named_modules():
-        if next(module.children(), None) is None:
-            for name in ("forward", "backward"):
-                key = (type(module).__name__, name)
-                setattr(module, name, timed(getattr(module, name), key))
+    leaves = [m for _, m in model.named_modules() if next(m.children(), None) is None]
+    for module in leaves:
+        for name in PASSES:
+            setattr(module, name, timed(getattr(module, name), (type(module).__name__, name)))
+    try:
+        yield totals
+    finally:
+        for module in leaves:
+            for name in PASSES:
+                vars(module).pop(name, None)
 
 
 def cnnkit_step(model, ours) -> dict:
     """Seconds by (layer type, pass) of one step, and the step's wall time under "total"."""
-    totals: dict = defaultdict(float)
-    time_leaf_modules(model, totals)
-    settle()
-    began = time.perf_counter()
-    ours()
-    totals["total"] = time.perf_counter() - began
-    for _, module in model.named_modules():  # drop the instance wrappers again
-        vars(module).pop("forward", None)
-        vars(module).pop("backward", None)
+    with timed_leaf_modules(model) as totals:
+        settle()
+        began = time.perf_counter()
+        ours()
+        totals["total"] = time.perf_counter() - began
     return totals
 
 
