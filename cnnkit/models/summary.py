@@ -38,7 +38,6 @@ from cnnkit.nn import (
     Tanh,
 )
 from cnnkit.nn.grad_mode import no_grad
-from cnnkit.nn.module import CachedModule
 
 ATOMIC = (SeparableConv2d,)
 SHAPE_PRESERVING = (
@@ -194,7 +193,6 @@ def trace(model: Module, input_shape, infer: bool = True) -> Trace:
     leaves = _leaves(model)
     modules = list(model.modules())
     training = [m.training for m in modules]
-    caches = [(m, m._cache) for m in modules if isinstance(m, CachedModule)]
 
     def recorder(name: str, module: Module):
         real_forward = type(module).forward.__get__(module)
@@ -222,8 +220,6 @@ def trace(model: Module, input_shape, infer: bool = True) -> Trace:
             module.__dict__.pop("forward", None)
         for module, mode in zip(modules, training, strict=True):
             object.__setattr__(module, "training", mode)
-        for module, cache in caches:
-            module._restore_cache(cache)
     return Trace(rows, shape, tuple(np.shape(out)))
 
 

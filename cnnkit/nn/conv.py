@@ -38,9 +38,12 @@ class Conv2d(CachedModule):
 
     weight: (C_out, C_in / groups, kH, kW); bias: (C_out,). Initialised as PyTorch does
     (kaiming_uniform_ with a = sqrt(5), bias U(-1/sqrt(fan_in), 1/sqrt(fan_in))).
+    An unbatched input (C_in, H, W) gives (C_out, H_out, W_out), as in torch.
     With ``input_gradient`` set to False, backward skips dL/dx and returns None (a first layer,
     whose input is data: see cnnkit.train.skip_input_gradient).
     """
+
+    batched_ndim = 4
 
     def __init__(
         self,

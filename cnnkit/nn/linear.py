@@ -14,8 +14,11 @@ class Linear(CachedModule):
     """y = x W^T + b (torch.nn.Linear), initialised as PyTorch does.
 
     Shape:
-        (N, in_features) -> (N, out_features); weight (out_features, in_features).
+        (N, in_features) -> (N, out_features), or (in_features,) -> (out_features,) unbatched;
+        weight (out_features, in_features).
     """
+
+    batched_ndim = 2
 
     def __init__(
         self,

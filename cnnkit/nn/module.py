@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 
@@ -227,40 +228,117 @@ class Module:
 
 
 _DROPPED = object()
-"""The cache of a forward pass run under no_grad(): nothing kept, and backward says why."""
+"""What ``_cache`` reads after a forward pass under no_grad(): nothing kept, backward says why."""
+
+
+class _Call:
+    """The cache one forward call kept, and whether __call__ added a batch axis to its input."""
+
+    __slots__ = ("cache", "unbatched")
+
+    def __init__(self, cache) -> None:
+        self.cache = cache
+        self.unbatched = False
+
+
+def _unbatching(backward):
+    """Wrap a subclass's backward so the gradient of an unbatched call loses its batch axis."""
+
+    @functools.wraps(backward)
+    def wrapper(self, dout, *args, **kwargs):
+        calls = self.__dict__.get("_calls")
+        if not calls or not calls[-1].unbatched:
+            return backward(self, dout, *args, **kwargs)
+        calls[-1].unbatched = False
+        dx = backward(self, np.asarray(dout)[None], *args, **kwargs)
+        return None if dx is None else dx[0]
+
+    return wrapper
 
 
 class CachedModule(Module):
-    """A Module that keeps the cache of its last forward call for its backward pass."""
+    """A Module that keeps one cache per forward call until the backward call that uses it.
+
+    A forward call pushes its cache; backward pops the newest one. A module called k times in
+    one pass (weight sharing, siamese networks) is backpropagated by k backward calls in the
+    reverse order of the forward calls, and its parameter gradients add up, as autograd's do.
+    A forward pass under cnnkit.no_grad() keeps nothing and leaves the pending caches alone.
+    At most ``max_cached_calls`` caches are kept; older ones are dropped, and a backward call
+    that reaches a dropped one says so.
+
+    Subclasses write forward and backward for batched input. With ``batched_ndim`` set, an input
+    with one dimension fewer (torch's unbatched form, e.g. (C, H, W) for a 2-D layer) gets a
+    batch axis of one in __call__, the output loses it, and backward removes it from dL/dx.
+    """
+
+    batched_ndim: int | None = None
+    max_cached_calls: int = 64
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "backward" in cls.__dict__:
+            cls.backward = _unbatching(cls.__dict__["backward"])
 
     def __init__(self) -> None:
         super().__init__()
         self._cache = None
 
+    def __call__(self, x, *args, **kwargs):
+        unbatched = (
+            self.batched_ndim is not None
+            and isinstance(x, np.ndarray)
+            and x.ndim == self.batched_ndim - 1
+        )
+        if not unbatched:
+            return self.forward(x, *args, **kwargs)
+        pushes = self.__dict__.get("_pushes", 0)
+        out = self.forward(x[None], *args, **kwargs)
+        if self.__dict__.get("_pushes", 0) != pushes:
+            self.__dict__["_calls"][-1].unbatched = True
+        return out[0]
+
     @property
     def _cache(self):
-        """What the last forward call kept for backward (dropped under cnnkit.no_grad())."""
-        return self.__dict__.get("_kept")
+        """The newest pending cache; _DROPPED after a no_grad() forward with none pending."""
+        calls = self.__dict__.get("_calls")
+        if calls:
+            return calls[-1].cache
+        return _DROPPED if self.__dict__.get("_dropped") else None
 
     @_cache.setter
     def _cache(self, value) -> None:
-        self.__dict__["_kept"] = value if value is None or is_grad_enabled() else _DROPPED
-
-    def _restore_cache(self, cache) -> None:
-        """Put back a cache read from ``_cache`` earlier, as it was, whatever the grad mode."""
-        self.__dict__["_kept"] = cache
+        if value is None:
+            self.__dict__.update(_calls=[], _dropped=False, _lost=0)
+            return
+        if not is_grad_enabled():
+            self.__dict__["_dropped"] = True
+            return
+        calls = self.__dict__["_calls"]
+        calls.append(_Call(value))
+        self.__dict__["_pushes"] = self.__dict__.get("_pushes", 0) + 1
+        self.__dict__["_dropped"] = False
+        if len(calls) > self.max_cached_calls:
+            del calls[0]
+            self.__dict__["_lost"] += 1
 
     def _take_cache(self):
-        cache = self._cache
-        if cache is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        if cache is _DROPPED:
+        calls = self.__dict__["_calls"]
+        if calls:
+            return calls.pop().cache
+        name = type(self).__name__
+        if self.__dict__.get("_lost"):
+            self.__dict__["_lost"] -= 1
             raise RuntimeError(
-                f"{type(self).__name__}.backward called after a forward pass under "
+                f"{name}.backward reached a forward call whose cache was dropped: more than "
+                f"{self.max_cached_calls} forward calls were made without backward (run "
+                "forward passes that need no backward under cnnkit.no_grad())"
+            )
+        if self.__dict__.get("_dropped"):
+            raise RuntimeError(
+                f"{name}.backward called after a forward pass under "
                 "cnnkit.no_grad(), which keeps nothing for backward"
             )
-        self._cache = None
-        return cache
+        raise RuntimeError(f"{name}.backward called before forward")
 
     def _check_input(self, x) -> None:
         if not isinstance(x, np.ndarray):

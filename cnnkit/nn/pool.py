@@ -10,6 +10,8 @@ from cnnkit.nn.module import CachedModule
 
 
 class _Pool2d(CachedModule):
+    batched_ndim = 4
+
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
         self.kernel_size = pair(kernel_size, "kernel_size")
@@ -81,6 +83,8 @@ class AdaptiveAvgPool2d(CachedModule):
     Shape:
         (N, C, H, W) -> (N, C, *output_size); bin i spans [floor(i*H/out), ceil((i+1)*H/out)).
     """
+
+    batched_ndim = 4
 
     def __init__(self, output_size):
         super().__init__()
