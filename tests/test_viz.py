@@ -436,7 +436,9 @@ def test_saliency_and_grad_cam_figures_show_the_maps(trained, tmp_path):
     fig = viz.grad_cam_figure(raw[0], cam, "Grad-CAM")
     np.testing.assert_array_equal(fig.axes[1].images[0].get_array(), cam)
     (overlay,) = [ax for ax in fig.axes if ax.get_title() == "upsampled over the input"]
-    np.testing.assert_allclose(overlay.images[1].get_array(), viz._unit(viz.upsample(cam, (8, 8))))
+    np.testing.assert_allclose(
+        overlay.images[1].get_array(), viz.analysis._unit(viz.upsample(cam, (8, 8)))
+    )
     assert_readable(fig)
     (path,) = viz.plot_grad_cam(model, x[0], "features.3", tmp_path / "g.png", image=raw[0])
     assert png_size(path) == (1050, 380)
