@@ -56,12 +56,13 @@ SHAPE_PRESERVING = (
 
 @dataclass
 class LayerRow:
-    """One leaf call: dotted name, type, output shape and its parameter count (incl. buffers)."""
+    """One leaf call: dotted name, type, output shape, parameters (incl. buffers), mult-adds."""
 
     name: str
     type: str
     output_shape: tuple[int, ...]
     params: int
+    mult_adds: int = 0
 
 
 @dataclass
@@ -89,6 +90,25 @@ def non_trainable_count(module: Module) -> int:
         for _, b in module.named_buffers()
         if np.issubdtype(np.asarray(b).dtype, np.floating)
     )
+
+
+def multiply_adds(module: Module, output_shape: tuple[int, ...]) -> int:
+    """Multiply-accumulates of one call of a conv or linear layer (0 for the others).
+
+    Conv2d: every output value O[n,k,i,j] is a sum of (C/groups) * kH * kW products, so
+    N * K * H_out * W_out * (C/groups) * kH * kW; Linear: N * in_features * out_features.
+    SeparableConv2d: its depthwise and pointwise convolutions added.
+    """
+    if isinstance(module, SeparableConv2d):
+        depthwise_shape = (*output_shape[:1], module.depthwise.out_channels, *output_shape[2:])
+        return multiply_adds(module.depthwise, depthwise_shape) + multiply_adds(
+            module.pointwise, output_shape
+        )
+    if isinstance(module, Conv2d):
+        return int(np.prod(output_shape)) * int(np.prod(module.weight.shape[1:]))
+    if isinstance(module, Linear):
+        return int(np.prod(output_shape)) * module.in_features
+    return 0
 
 
 def _leaves(model: Module) -> list[tuple[str, Module]]:
@@ -204,7 +224,9 @@ def trace(model: Module, input_shape, infer: bool = True) -> Trace:
                 out = real_forward(x, *args, **kwargs)
             else:
                 out = np.zeros(out_shape, dtype=x.dtype)
-            rows.append(LayerRow(name, type(module).__name__, tuple(out.shape), params))
+            out_shape = tuple(out.shape)
+            mult_adds = multiply_adds(module, out_shape)
+            rows.append(LayerRow(name, type(module).__name__, out_shape, params, mult_adds))
             return out
 
         return forward
