@@ -36,7 +36,7 @@ class Reduction:
     def apply(self, loss: np.ndarray) -> np.ndarray | float:
         """The reduced loss: the array itself for 'none', else a Python float."""
         if self.mode == "none":
-            return loss
+            return np.asarray(loss)
         total = loss.sum()
         if self.mode == "sum":
             return float(total)
@@ -60,6 +60,10 @@ class Reduction:
             with np.errstate(invalid="ignore", divide="ignore"):
                 grad = grad / self.dtype.type(self.divisor)
         return grad
+
+    def chain(self, local: np.ndarray, dloss, op: str) -> np.ndarray:
+        """dL/dx = dl/dx * dL/dl for a loss whose element l_i depends on x_i alone."""
+        return np.asarray(local * self.upstream(dloss, op))
 
 
 def same_shape_target(x, target, op: str, what: str) -> tuple[np.ndarray, np.ndarray]:

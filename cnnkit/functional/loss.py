@@ -140,7 +140,7 @@ def cross_entropy(
         divisor = target_weight.sum()
         cache_target = (target_weight, safe, counted)
     unbatched = logits.ndim == 1
-    visible = loss[0] if unbatched else loss
+    visible = loss[0, ...] if unbatched else loss
     reduce = Reduction(mode, visible.shape, z.dtype, divisor)
     return reduce.apply(visible), (log_probs, cache_target, weight, eps, unbatched, reduce)
 
@@ -194,7 +194,7 @@ def nll_loss(
     labels = _labels(target.reshape(x.shape[:1] + x.shape[2:]), x, ignore_index, op)
     picked, target_weight, safe, counted = _pick(x, labels, weight, ignore_index)
     loss = np.where(counted, -target_weight * picked, 0).astype(x.dtype, copy=False)
-    visible = loss[0] if unbatched else loss
+    visible = loss[0, ...] if unbatched else loss
     reduce = Reduction(mode, visible.shape, x.dtype, target_weight.sum())
     return reduce.apply(visible), (x.shape, target_weight, safe, counted, unbatched, reduce)
 
@@ -264,4 +264,4 @@ def binary_cross_entropy_with_logits_backward(cache: tuple, dloss=1.0) -> np.nda
         grad = (positive + 1 - t) * sigmoid - positive
     if weight is not None:
         grad = grad * weight
-    return grad * reduce.upstream(dloss, "binary_cross_entropy_with_logits")
+    return reduce.chain(grad, dloss, "binary_cross_entropy_with_logits")

@@ -43,7 +43,7 @@ def mse_loss(
 def mse_loss_backward(cache: tuple, dloss=1.0) -> np.ndarray:
     """dl/dprediction = 2 (prediction - target)."""
     diff, reduce = cache
-    return diff * (2 * reduce.upstream(dloss, "mse_loss"))
+    return reduce.chain(2 * diff, dloss, "mse_loss")
 
 
 def l1_loss(
@@ -57,7 +57,7 @@ def l1_loss(
 def l1_loss_backward(cache: tuple, dloss=1.0) -> np.ndarray:
     """dl/dprediction = sign(prediction - target) (0 where they are equal, as torch)."""
     diff, reduce = cache
-    return np.sign(diff) * reduce.upstream(dloss, "l1_loss")
+    return reduce.chain(np.sign(diff), dloss, "l1_loss")
 
 
 def smooth_l1_loss(
@@ -78,7 +78,7 @@ def smooth_l1_loss_backward(cache: tuple, dloss=1.0) -> np.ndarray:
     """dl/dprediction = clip(d / beta, -1, 1), sign(d) for beta = 0."""
     diff, beta, reduce = cache
     local = np.clip(diff / diff.dtype.type(beta), -1, 1) if beta else np.sign(diff)
-    return local * reduce.upstream(dloss, "smooth_l1_loss")
+    return reduce.chain(local, dloss, "smooth_l1_loss")
 
 
 def huber_loss(
@@ -96,4 +96,4 @@ def huber_loss_backward(cache: tuple, dloss=1.0) -> np.ndarray:
     """dl/dprediction = clip(d, -delta, delta)."""
     diff, delta, reduce = cache
     bound = diff.dtype.type(delta)
-    return np.clip(diff, -bound, bound) * reduce.upstream(dloss, "huber_loss")
+    return reduce.chain(np.clip(diff, -bound, bound), dloss, "huber_loss")
