@@ -126,7 +126,7 @@ def cross_entropy(
             q = q * weight
         loss = -(q * log_probs).sum(axis=1)
         divisor = loss.size
-        cache_target = (q,)
+        targets = q
     else:
         if target.shape != _label_shape(logits):
             raise _shape_error(op, logits, target, probabilities=True)
@@ -138,30 +138,29 @@ def cross_entropy(
             loss = loss - eps / classes * weighted.sum(axis=1)
         loss = np.where(counted, loss, 0).astype(z.dtype, copy=False)
         divisor = target_weight.sum()
-        cache_target = (target_weight, safe, counted)
+        targets = (target_weight, safe, counted)
     unbatched = logits.ndim == 1
     visible = loss[0, ...] if unbatched else loss
     reduce = Reduction(mode, visible.shape, z.dtype, divisor)
-    return reduce.apply(visible), (log_probs, cache_target, weight, eps, unbatched, reduce)
+    return reduce.apply(visible), (log_probs, targets, weight, eps, unbatched, reduce)
 
 
 def cross_entropy_backward(cache: tuple, dloss=1.0) -> np.ndarray:
     """dL/dz_n = g_n (softmax(z_n) sum_c q_nc - q_n), g_n = dL/dl_n (dloss / divisor if mean)."""
-    log_probs, cache_target, weight, eps, unbatched, reduce = cache
+    log_probs, targets, weight, eps, unbatched, reduce = cache
     g = reduce.upstream(dloss, "cross_entropy")
-    probs = np.exp(log_probs)
-    if len(cache_target) == 1:
-        (q,) = cache_target
+    grad = np.exp(log_probs)
+    if isinstance(targets, np.ndarray):  # the probabilities q
         per_row = g if g.ndim == 0 else np.expand_dims(g, 1)
-        grad = (probs * q.sum(axis=1, keepdims=True) - q) * per_row
+        grad = (grad * targets.sum(axis=1, keepdims=True) - targets) * per_row
         return grad[0] if unbatched else grad
-    target_weight, safe, counted = cache_target
+    target_weight, safe, counted = targets
     g = np.where(counted, g, 0).astype(log_probs.dtype, copy=False)
     classes = log_probs.shape[1]
     label_part = g * ((1 - eps) * target_weight)
     smooth = eps / classes
     weight_total = classes if weight is None else weight.sum()
-    grad = probs * np.expand_dims(label_part + g * (smooth * weight_total), 1)
+    grad *= np.expand_dims(label_part + g * (smooth * weight_total), 1)
     if eps:
         grad -= np.expand_dims(g * smooth, 1) * (1 if weight is None else weight)
     index = safe[:, None]
