@@ -19,7 +19,7 @@ from cnnkit.nn.module import CachedModule
 
 class _Loss(CachedModule):
     """A loss: forward calls ``_function(input, target, reduction, **options)``, backward
-    calls ``_function_backward(cache, dloss)``."""
+    ``_function_backward(cache, dloss)``."""
 
     def __init__(self, reduction: str = "mean"):
         super().__init__()
@@ -83,8 +83,7 @@ class NLLLoss(_Loss):
 
 
 class CrossEntropyLoss(NLLLoss):
-    """Softmax cross-entropy on logits, l_n = -sum_c q_nc log softmax(z_n)_c
-    (torch.nn.CrossEntropyLoss).
+    """Softmax cross-entropy l_n = -sum_c q_nc log softmax(z_n)_c (torch.nn.CrossEntropyLoss).
 
     Targets are class labels (N, d1, ...) or probabilities of the logits' shape; label smoothing
     eps mixes in the uniform distribution as (1 - eps) q + eps / C (Szegedy et al. 2016). The
@@ -113,10 +112,10 @@ class CrossEntropyLoss(NLLLoss):
 
 
 class BCEWithLogitsLoss(_Loss):
-    """Binary cross-entropy on logits, l = w [(1 - t) x - (1 + (p - 1) t) log sigmoid(x)], with
-    a stable log-sigmoid (torch.nn.BCEWithLogitsLoss).
+    """l = w [(1 - t) x - (1 + (p - 1) t) log sigmoid(x)] (torch.nn.BCEWithLogitsLoss).
 
-    Shape: input and target of one shape; ``weight`` and ``pos_weight`` p broadcast to it.
+    Binary cross-entropy on logits x, with a log-sigmoid that never overflows. Shape: input
+    and target of one shape; ``weight`` and ``pos_weight`` p broadcast to it.
     """
 
     _function = staticmethod(C.binary_cross_entropy_with_logits)
@@ -175,10 +174,9 @@ class SmoothL1Loss(_Loss):
 
 
 class HuberLoss(_Loss):
-    """l = 0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta) (Huber 1964;
-    torch.nn.HuberLoss).
+    """l = 0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta) (torch.nn.HuberLoss).
 
-    Shape: as L1Loss.
+    Huber, Robust Estimation of a Location Parameter (1964). Shape: as L1Loss.
     """
 
     _function = staticmethod(R.huber_loss)
