@@ -73,7 +73,7 @@ def evaluate(
     for x, y in tqdm(loader, desc="evaluate", disable=not progress, leave=False, unit="batch"):
         with no_grad():
             logits = model(x)
-        total_loss += loss_fn(logits, y) * len(y)
+            total_loss += loss_fn(logits, y) * len(y)
         seen += len(y)
         top1 += top_k_correct(logits, y, 1)
         top5 += top_k_correct(logits, y, 5)

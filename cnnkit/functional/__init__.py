@@ -18,10 +18,12 @@ from cnnkit.functional.conv import conv2d, conv2d_backward, conv2d_output_shape
 from cnnkit.functional.dropout import dropout, dropout_backward
 from cnnkit.functional.linear import flatten, flatten_backward, linear, linear_backward
 from cnnkit.functional.loss import (
+    binary_cross_entropy_with_logits,
+    binary_cross_entropy_with_logits_backward,
     cross_entropy,
     cross_entropy_backward,
-    mse_loss,
-    mse_loss_backward,
+    nll_loss,
+    nll_loss_backward,
 )
 from cnnkit.functional.norm import batch_norm, batch_norm_backward
 from cnnkit.functional.pool import (
@@ -34,6 +36,16 @@ from cnnkit.functional.pool import (
     max_pool2d,
     max_pool2d_backward,
 )
+from cnnkit.functional.regression_loss import (
+    huber_loss,
+    huber_loss_backward,
+    l1_loss,
+    l1_loss_backward,
+    mse_loss,
+    mse_loss_backward,
+    smooth_l1_loss,
+    smooth_l1_loss_backward,
+)
 
 __all__ = [
     "adaptive_avg_pool2d",
@@ -42,6 +54,8 @@ __all__ = [
     "avg_pool2d_backward",
     "batch_norm",
     "batch_norm_backward",
+    "binary_cross_entropy_with_logits",
+    "binary_cross_entropy_with_logits_backward",
     "conv2d",
     "conv2d_backward",
     "conv2d_output_shape",
@@ -53,6 +67,10 @@ __all__ = [
     "flatten_backward",
     "global_avg_pool2d",
     "global_avg_pool2d_backward",
+    "huber_loss",
+    "huber_loss_backward",
+    "l1_loss",
+    "l1_loss_backward",
     "leaky_relu",
     "leaky_relu_backward",
     "linear",
@@ -63,10 +81,14 @@ __all__ = [
     "max_pool2d_backward",
     "mse_loss",
     "mse_loss_backward",
+    "nll_loss",
+    "nll_loss_backward",
     "relu",
     "relu_backward",
     "sigmoid",
     "sigmoid_backward",
+    "smooth_l1_loss",
+    "smooth_l1_loss_backward",
     "softmax",
     "softmax_backward",
     "tanh",

@@ -245,12 +245,13 @@ def _unbatching(backward):
     """Wrap a subclass's backward so the gradient of an unbatched call loses its batch axis."""
 
     @functools.wraps(backward)
-    def wrapper(self, dout, *args, **kwargs):
+    def wrapper(self, *args, **kwargs):
         calls = self.__dict__.get("_calls")
         if not calls or not calls[-1].unbatched:
-            return backward(self, dout, *args, **kwargs)
+            return backward(self, *args, **kwargs)
         calls[-1].unbatched = False
-        dx = backward(self, np.asarray(dout)[None], *args, **kwargs)
+        dout, *rest = args
+        dx = backward(self, np.asarray(dout)[None], *rest, **kwargs)
         return None if dx is None else dx[0]
 
     return wrapper
