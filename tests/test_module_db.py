@@ -20,7 +20,10 @@ from cnnkit import nn
 torch = pytest.importorskip("torch")
 common_modules = pytest.importorskip("torch.testing._internal.common_modules")
 
-IN_SCOPE = ("Conv2d LeakyReLU Linear LogSoftmax ReLU Sigmoid Softmax Tanh").split()
+IN_SCOPE = """
+    BCEWithLogitsLoss Conv2d CrossEntropyLoss HuberLoss L1Loss LeakyReLU Linear LogSoftmax
+    MSELoss NLLLoss ReLU Sigmoid SmoothL1Loss Softmax Tanh
+""".split()
 """The torch.nn modules whose every module_db sample cnnkit runs; grows as layers land.
 
 ``CNNKIT_MODULE_DB=Name,Name`` runs other modules' samples instead (while building them).
