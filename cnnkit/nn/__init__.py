@@ -3,12 +3,19 @@
 from cnnkit.nn import init
 from cnnkit.nn.activation import LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from cnnkit.nn.container import Residual, Sequential
-from cnnkit.nn.conv import Conv2d, SeparableConv2d
+from cnnkit.nn.conv import Conv1d, Conv2d, ConvTranspose2d, SeparableConv2d
 from cnnkit.nn.dropout import Dropout
 from cnnkit.nn.linear import Flatten, Identity, Linear
 from cnnkit.nn.loss import CrossEntropyLoss, MSELoss
 from cnnkit.nn.module import Module, Parameter
 from cnnkit.nn.norm import BatchNorm1d, BatchNorm2d
+from cnnkit.nn.padding import (
+    CircularPad2d,
+    ConstantPad2d,
+    ReflectionPad2d,
+    ReplicationPad2d,
+    ZeroPad2d,
+)
 from cnnkit.nn.pool import AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, MaxPool2d
 
 __all__ = [
@@ -16,7 +23,11 @@ __all__ = [
     "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
+    "CircularPad2d",
+    "ConstantPad2d",
+    "Conv1d",
     "Conv2d",
+    "ConvTranspose2d",
     "CrossEntropyLoss",
     "Dropout",
     "Flatten",
@@ -30,11 +41,14 @@ __all__ = [
     "Module",
     "Parameter",
     "ReLU",
+    "ReflectionPad2d",
+    "ReplicationPad2d",
     "Residual",
     "SeparableConv2d",
     "Sequential",
     "Sigmoid",
     "Softmax",
     "Tanh",
+    "ZeroPad2d",
     "init",
 ]
