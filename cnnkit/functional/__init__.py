@@ -15,6 +15,11 @@ from cnnkit.functional.activation import (
     tanh_backward,
 )
 from cnnkit.functional.conv import conv2d, conv2d_backward, conv2d_output_shape
+from cnnkit.functional.conv_transpose import (
+    conv_transpose2d,
+    conv_transpose2d_backward,
+    conv_transpose2d_output_shape,
+)
 from cnnkit.functional.dropout import dropout, dropout_backward
 from cnnkit.functional.linear import flatten, flatten_backward, linear, linear_backward
 from cnnkit.functional.loss import (
@@ -26,6 +31,7 @@ from cnnkit.functional.loss import (
     nll_loss_backward,
 )
 from cnnkit.functional.norm import batch_norm, batch_norm_backward
+from cnnkit.functional.padding import pad2d, pad2d_backward
 from cnnkit.functional.pool import (
     adaptive_avg_pool2d,
     adaptive_avg_pool2d_backward,
@@ -59,6 +65,9 @@ __all__ = [
     "conv2d",
     "conv2d_backward",
     "conv2d_output_shape",
+    "conv_transpose2d",
+    "conv_transpose2d_backward",
+    "conv_transpose2d_output_shape",
     "cross_entropy",
     "cross_entropy_backward",
     "dropout",
@@ -83,6 +92,8 @@ __all__ = [
     "mse_loss_backward",
     "nll_loss",
     "nll_loss_backward",
+    "pad2d",
+    "pad2d_backward",
     "relu",
     "relu_backward",
     "sigmoid",

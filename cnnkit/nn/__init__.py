@@ -3,7 +3,7 @@
 from cnnkit.nn import init
 from cnnkit.nn.activation import LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from cnnkit.nn.container import Residual, Sequential
-from cnnkit.nn.conv import Conv2d, SeparableConv2d
+from cnnkit.nn.conv import Conv1d, Conv2d, ConvTranspose2d, SeparableConv2d
 from cnnkit.nn.dropout import Dropout
 from cnnkit.nn.linear import Flatten, Identity, Linear
 from cnnkit.nn.loss import (
@@ -17,6 +17,13 @@ from cnnkit.nn.loss import (
 )
 from cnnkit.nn.module import Module, Parameter
 from cnnkit.nn.norm import BatchNorm1d, BatchNorm2d
+from cnnkit.nn.padding import (
+    CircularPad2d,
+    ConstantPad2d,
+    ReflectionPad2d,
+    ReplicationPad2d,
+    ZeroPad2d,
+)
 from cnnkit.nn.pool import AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, MaxPool2d
 
 __all__ = [
@@ -25,7 +32,11 @@ __all__ = [
     "BCEWithLogitsLoss",
     "BatchNorm1d",
     "BatchNorm2d",
+    "CircularPad2d",
+    "ConstantPad2d",
+    "Conv1d",
     "Conv2d",
+    "ConvTranspose2d",
     "CrossEntropyLoss",
     "Dropout",
     "Flatten",
@@ -42,6 +53,8 @@ __all__ = [
     "NLLLoss",
     "Parameter",
     "ReLU",
+    "ReflectionPad2d",
+    "ReplicationPad2d",
     "Residual",
     "SeparableConv2d",
     "Sequential",
@@ -49,5 +62,6 @@ __all__ = [
     "SmoothL1Loss",
     "Softmax",
     "Tanh",
+    "ZeroPad2d",
     "init",
 ]
