@@ -21,8 +21,9 @@ torch = pytest.importorskip("torch")
 common_modules = pytest.importorskip("torch.testing._internal.common_modules")
 
 IN_SCOPE = """
-    BCEWithLogitsLoss Conv2d CrossEntropyLoss HuberLoss L1Loss LeakyReLU Linear LogSoftmax
-    MSELoss NLLLoss ReLU Sigmoid SmoothL1Loss Softmax Tanh
+    BCEWithLogitsLoss CircularPad2d ConstantPad2d Conv1d Conv2d ConvTranspose2d CrossEntropyLoss
+    HuberLoss L1Loss LeakyReLU Linear LogSoftmax MSELoss NLLLoss ReLU ReflectionPad2d
+    ReplicationPad2d Sigmoid SmoothL1Loss Softmax Tanh ZeroPad2d
 """.split()
 """The torch.nn modules whose every module_db sample cnnkit runs; grows as layers land.
 
