@@ -19,7 +19,11 @@ import cnnkit.nn as nn
 from cnnkit.gradcheck import gradcheck
 
 torch = pytest.importorskip("torch")
-pytestmark = pytest.mark.usefixtures("torch_single_thread")
+pytestmark = [
+    pytest.mark.usefixtures("torch_single_thread"),
+    # torch's note that its 'same' padding of an even kernel copies the input
+    pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning"),
+]
 TF = torch.nn.functional
 
 SETTINGS = settings(max_examples=25, deadline=None)
