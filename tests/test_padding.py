@@ -124,6 +124,7 @@ def test_padding_layers_match_torch(kind, padding, batched, rng):
     close(out, yt, np.float64, f"{name}({padding}) output")
     close(ours.backward(dout), xt.grad, np.float64, f"{name}({padding}) dL/dx")
     assert repr(ours) == repr(theirs)
+    assert ours.compute_output_shape(x.shape) == out.shape
 
 
 @pytest.mark.parametrize("mode", MODES)
