@@ -19,7 +19,11 @@ import cnnkit.nn as nn
 from cnnkit.gradcheck import gradcheck
 
 torch = pytest.importorskip("torch")
-pytestmark = pytest.mark.usefixtures("torch_single_thread")
+pytestmark = [
+    pytest.mark.usefixtures("torch_single_thread"),
+    # torch's note that its 'same' padding of an even kernel copies the input
+    pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning"),
+]
 TF = torch.nn.functional
 
 SETTINGS = settings(max_examples=25, deadline=None)
@@ -120,6 +124,7 @@ def test_padding_layers_match_torch(kind, padding, batched, rng):
     close(out, yt, np.float64, f"{name}({padding}) output")
     close(ours.backward(dout), xt.grad, np.float64, f"{name}({padding}) dL/dx")
     assert repr(ours) == repr(theirs)
+    assert ours.compute_output_shape(x.shape) == out.shape
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -62,10 +62,12 @@ class _Run:
 
     @property
     def outputs(self) -> slice:
+        """The run's output positions."""
         return slice(self.start, self.stop)
 
     @property
     def inputs(self) -> slice:
+        """The input positions they read, in the same order (the one edge for step 0)."""
         if self.step == 0:
             return slice(self.source, self.source + 1)
         last = self.source + self.step * (self.stop - self.start - 1)
@@ -119,6 +121,7 @@ def _runs(index: np.ndarray) -> list[_Run]:
 
 
 def _check_axis(size: int, before: int, after: int, mode: str, axis: str, shape) -> None:
+    """Raise where torch refuses (or would read past the input for) this padding of one axis."""
     where = f"padding ({before}, {after}) of the {size} {axis} of input shape {shape}"
     kept = size - max(-before, 0) - max(-after, 0)
     if size + before + after < 0 or mode in ("constant", "circular") and kept < 0:

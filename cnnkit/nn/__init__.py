@@ -3,7 +3,8 @@
 from cnnkit.nn import init
 from cnnkit.nn.activation import LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from cnnkit.nn.container import Residual, Sequential
-from cnnkit.nn.conv import Conv1d, Conv2d, ConvTranspose2d, SeparableConv2d
+from cnnkit.nn.conv import Conv1d, Conv2d, SeparableConv2d
+from cnnkit.nn.conv_transpose import ConvTranspose2d
 from cnnkit.nn.dropout import Dropout
 from cnnkit.nn.linear import Flatten, Identity, Linear
 from cnnkit.nn.loss import (

@@ -27,6 +27,12 @@ class _Pad2d(CachedModule):
         self.padding = F.quadruple(padding, type(self).__name__)
         self.value = None
 
+    def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """(..., H + top + bottom, W + left + right) for an input of shape (..., H, W)."""
+        left, right, top, bottom = self.padding
+        *lead, height, width = input_shape
+        return (*lead, height + top + bottom, width + left + right)
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._check_input(x)
         if x.ndim != 4:
