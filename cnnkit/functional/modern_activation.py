@@ -1,4 +1,4 @@
-"""The activations of modern CNNs (MobileNet, EfficientNet, ...), each forward beside its derivative.
+"""Activations of modern CNNs (MobileNet, EfficientNet, ...), each forward beside its derivative.
 
 Every forward returns (y, cache) with the input z as the cache, and every backward computes
 dL/dz = A'(z) * dL/dy from it, with torch.nn's formulas and its choice at the kinks (the
