@@ -1,4 +1,4 @@
-"""Every Python code block of the tutorial (docs/tutorial/*.md) runs, in order, page by page.
+"""Every Python code block of the tutorial (docs/tutorial/*.md) and the examples page runs.
 
 Each page's blocks share one namespace and run in a fresh folder with an ``images/`` folder, as
 a reader pasting them into one Python session would. ``CNNKIT_TUTORIAL_IMAGES=1`` runs them in
@@ -17,7 +17,8 @@ pytest.importorskip("matplotlib")
 pytest.importorskip("sklearn")
 
 TUTORIAL = Path(__file__).resolve().parent.parent / "docs" / "tutorial"
-PAGES = sorted(p for p in TUTORIAL.glob("*.md") if p.name != "index.md")
+EXAMPLES = TUTORIAL.parent / "examples.md"
+PAGES = sorted(p for p in TUTORIAL.glob("*.md") if p.name != "index.md") + [EXAMPLES]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
@@ -27,7 +28,7 @@ def python_blocks(page: Path) -> list[str]:
 
 
 def test_every_page_has_code():
-    assert {p.stem for p in PAGES} == {"convolution", "backprop", "lenet", "separable"}
+    assert {p.stem for p in PAGES} == {"convolution", "backprop", "lenet", "separable", "examples"}
     assert all(python_blocks(page) for page in PAGES)
 
 
