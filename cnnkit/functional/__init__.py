@@ -74,6 +74,14 @@ from cnnkit.functional.regression_loss import (
     smooth_l1_loss,
     smooth_l1_loss_backward,
 )
+from cnnkit.functional.sample_norm import (
+    group_norm,
+    group_norm_backward,
+    instance_norm,
+    instance_norm_backward,
+    layer_norm,
+    layer_norm_backward,
+)
 
 __all__ = [
     "adaptive_avg_pool2d",
@@ -102,6 +110,8 @@ __all__ = [
     "gelu_backward",
     "global_avg_pool2d",
     "global_avg_pool2d_backward",
+    "group_norm",
+    "group_norm_backward",
     "hardsigmoid",
     "hardsigmoid_backward",
     "hardswish",
@@ -110,8 +120,12 @@ __all__ = [
     "hardtanh_backward",
     "huber_loss",
     "huber_loss_backward",
+    "instance_norm",
+    "instance_norm_backward",
     "l1_loss",
     "l1_loss_backward",
+    "layer_norm",
+    "layer_norm_backward",
     "leaky_relu",
     "leaky_relu_backward",
     "linear",

@@ -38,6 +38,7 @@ from cnnkit.nn.padding import (
     ZeroPad2d,
 )
 from cnnkit.nn.pool import AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, MaxPool2d
+from cnnkit.nn.sample_norm import GroupNorm, InstanceNorm1d, InstanceNorm2d, LayerNorm
 
 __all__ = [
     "AdaptiveAvgPool2d",
@@ -56,12 +57,16 @@ __all__ = [
     "Flatten",
     "GELU",
     "GlobalAvgPool2d",
+    "GroupNorm",
     "Hardsigmoid",
     "Hardswish",
     "Hardtanh",
     "HuberLoss",
     "Identity",
+    "InstanceNorm1d",
+    "InstanceNorm2d",
     "L1Loss",
+    "LayerNorm",
     "LeakyReLU",
     "Linear",
     "LogSoftmax",
