@@ -34,6 +34,16 @@ from cnnkit.functional.pool import (
     max_pool2d,
     max_pool2d_backward,
 )
+from cnnkit.functional.resample import (
+    channel_shuffle,
+    channel_shuffle_backward,
+    interpolate,
+    interpolate_backward,
+    pixel_shuffle,
+    pixel_shuffle_backward,
+    pixel_unshuffle,
+    pixel_unshuffle_backward,
+)
 
 __all__ = [
     "adaptive_avg_pool2d",
@@ -42,6 +52,8 @@ __all__ = [
     "avg_pool2d_backward",
     "batch_norm",
     "batch_norm_backward",
+    "channel_shuffle",
+    "channel_shuffle_backward",
     "conv2d",
     "conv2d_backward",
     "conv2d_output_shape",
@@ -53,6 +65,8 @@ __all__ = [
     "flatten_backward",
     "global_avg_pool2d",
     "global_avg_pool2d_backward",
+    "interpolate",
+    "interpolate_backward",
     "leaky_relu",
     "leaky_relu_backward",
     "linear",
@@ -63,6 +77,10 @@ __all__ = [
     "max_pool2d_backward",
     "mse_loss",
     "mse_loss_backward",
+    "pixel_shuffle",
+    "pixel_shuffle_backward",
+    "pixel_unshuffle",
+    "pixel_unshuffle_backward",
     "relu",
     "relu_backward",
     "sigmoid",

@@ -10,12 +10,21 @@ from cnnkit.nn.loss import CrossEntropyLoss, MSELoss
 from cnnkit.nn.module import Module, Parameter
 from cnnkit.nn.norm import BatchNorm1d, BatchNorm2d
 from cnnkit.nn.pool import AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, MaxPool2d
+from cnnkit.nn.resample import (
+    ChannelShuffle,
+    PixelShuffle,
+    PixelUnshuffle,
+    Upsample,
+    UpsamplingBilinear2d,
+    UpsamplingNearest2d,
+)
 
 __all__ = [
     "AdaptiveAvgPool2d",
     "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
+    "ChannelShuffle",
     "Conv2d",
     "CrossEntropyLoss",
     "Dropout",
@@ -29,6 +38,8 @@ __all__ = [
     "MaxPool2d",
     "Module",
     "Parameter",
+    "PixelShuffle",
+    "PixelUnshuffle",
     "ReLU",
     "Residual",
     "SeparableConv2d",
@@ -36,5 +47,8 @@ __all__ = [
     "Sigmoid",
     "Softmax",
     "Tanh",
+    "Upsample",
+    "UpsamplingBilinear2d",
+    "UpsamplingNearest2d",
     "init",
 ]
