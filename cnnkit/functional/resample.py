@@ -1,10 +1,11 @@
 """Resampling: interpolation (torch.nn.functional.interpolate) and pixel/channel shuffles.
 
-Interpolation is separable: each spatial axis is resampled on its own, by a gather with one
-index per output position (nearest) or two indices and two weights (linear), so the backward
-pass is the adjoint of each gather, applied axis by axis in reverse: every output gradient is
-added, times its weight, into the input position it was read from. The indices along an axis
-never decrease, so the adjoint is a segment sum (``np.add.reduceat``), not a scatter loop.
+Interpolation is separable: each spatial axis is resampled on its own by a few weighted
+gathers ("taps"): one index per output position (nearest) or two indices and two weights
+(linear). The backward pass applies the adjoint of each axis in reverse order: every output
+gradient is added, times its weight, into the input position it was read from. That adjoint
+is itself a set of taps (for each input, the outputs that read it), so both directions are
+gathers over whole arrays (``np.take``), never a scatter loop or ``np.add.at``.
 
 Index rules (PyTorch's CPU kernels, ATen ``UpSample.h``), for an axis of ``n`` inputs and
 ``m`` outputs, with ``scale = 1 / scale_factor`` when a scale factor was given and not
@@ -37,6 +38,9 @@ from cnnkit.functional._args import check_float
 LINEAR_MODES = {"linear": 1, "bilinear": 2, "trilinear": 3}
 """Each linear interpolation mode and the number of spatial axes it resamples."""
 MODES = ("nearest", *LINEAR_MODES)
+Taps = tuple[np.ndarray, np.ndarray | None]
+"""Along one axis: index (P, T), the T inputs each of the P outputs reads, and their weights
+(P, T), or None for weights that are all 1."""
 
 
 def _is_int(value) -> bool:
@@ -122,19 +126,20 @@ def _check_input(x, mode: str) -> int:
     return dims
 
 
-def _nearest_index(n: int, m: int, scale: float | None, shortcuts: bool) -> np.ndarray:
+def _nearest_taps(n: int, m: int, scale: float | None, shortcuts: bool) -> Taps:
     dst = np.arange(m)
     if shortcuts and m in (n, 2 * n):
-        return dst * n // m
+        return (dst * n // m)[:, None], None
     step = np.float32(1.0 / scale) if scale is not None else np.float32(n) / np.float32(m)
-    return np.minimum(np.floor(dst.astype(np.float32) * step).astype(np.intp), n - 1)
+    src = np.minimum(np.floor(dst.astype(np.float32) * step).astype(np.intp), n - 1)
+    return src[:, None], None
 
 
-def _linear_weights(n: int, m: int, scale, align_corners: bool, dtype: np.dtype):
-    """(i0, i1, w0, w1) along one axis, computed in the input's precision as PyTorch does.
+def _linear_taps(n: int, m: int, scale, align_corners: bool, dtype: np.dtype) -> Taps:
+    """Taps (i0, i1) and weights (1 - l, l) along one axis, in the input's precision as PyTorch.
 
-    float32 sources are rounded once from the exact product, as the fused multiply-add of
-    PyTorch's compiled kernel does.
+    A float32 source position is rounded once from the exact product, as the fused
+    multiply-add of PyTorch's compiled kernel rounds it.
     """
     dst = np.arange(m, dtype=np.float64)
     if align_corners:
@@ -144,8 +149,34 @@ def _linear_weights(n: int, m: int, scale, align_corners: bool, dtype: np.dtype)
         step = dtype.type(1.0 / scale) if scale is not None else dtype.type(n) / dtype.type(m)
         src = np.maximum((np.float64(step) * (dst + 0.5) - 0.5).astype(dtype), 0)
     i0 = np.minimum(np.floor(src.astype(np.float32)).astype(np.intp), n - 1)
-    w1 = np.clip(src - i0, 0, 1).astype(dtype)
-    return i0, i0 + (i0 < n - 1), (1 - w1).astype(dtype), w1
+    lam = np.clip(src - i0.astype(dtype), 0, 1).astype(dtype)
+    return np.stack([i0, i0 + (i0 < n - 1)], axis=1), np.stack([1 - lam, lam], axis=1)
+
+
+def _transpose(taps: Taps, n: int, dtype: np.dtype) -> Taps:
+    """The adjoint taps: for each of the n inputs, the outputs that read it and their weights.
+
+    Input j gets ``sum_t g[index[j, t]] * weight[j, t]`` over the outputs that read it (an
+    output reading j through two taps counts once, with the summed weight; zero weights are
+    dropped), padded to the largest count with weight 0. Weights are None when all are 1.
+    """
+    index, weight = taps
+    m, count = index.shape
+    weights = np.ones(index.size, dtype) if weight is None else weight.ravel()
+    keys = index.ravel() * m + np.repeat(np.arange(m), count)
+    keys, merged = np.unique(keys[weights != 0], return_inverse=True)
+    weights = np.bincount(merged, weights[weights != 0], minlength=keys.size).astype(dtype)
+    sources, outputs = np.divmod(keys, m)
+    per_input = np.bincount(sources, minlength=n)
+    slot = np.arange(keys.size) - np.repeat(np.cumsum(per_input) - per_input, per_input)
+    width = max(int(per_input.max()), 1)
+    adjoint = np.zeros((n, width), dtype=np.intp)
+    adjoint[sources, slot] = outputs
+    if weight is None and per_input.min() == width:
+        return adjoint, None
+    scaled = np.zeros((n, width), dtype=dtype)
+    scaled[sources, slot] = weights
+    return adjoint, scaled
 
 
 def _along(vector: np.ndarray, axis: int, ndim: int) -> np.ndarray:
@@ -154,15 +185,15 @@ def _along(vector: np.ndarray, axis: int, ndim: int) -> np.ndarray:
     return vector.reshape(shape)
 
 
-def _segment_sum(values: np.ndarray, index: np.ndarray, size: int, axis: int) -> np.ndarray:
-    """out[..., j, ...] = sum of values[..., k, ...] over k with index[k] == j (index sorted)."""
-    starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
-    shape = list(values.shape)
-    shape[axis] = size
-    out = np.zeros(shape, dtype=values.dtype)
-    where = [slice(None)] * values.ndim
-    where[axis] = index[starts]
-    out[tuple(where)] = np.add.reduceat(values, starts, axis=axis)
+def _apply_taps(x: np.ndarray, taps: Taps, axis: int) -> np.ndarray:
+    """out[.., p, ..] = sum_t x[.., index[p, t], ..] * weight[p, t] along ``axis``."""
+    index, weight = taps
+    out = None
+    for t in range(index.shape[1]):
+        term = np.take(x, index[:, t], axis=axis)
+        if weight is not None:
+            term *= _along(weight[:, t], axis, x.ndim)
+        out = term if out is None else np.add(out, term, out=out)
     return out
 
 
@@ -201,27 +232,17 @@ def interpolate(
     plans = []
     out = x
     for k, (n, m, scale) in enumerate(zip(x.shape[2:], sizes, scales, strict=True)):
-        plan = None
+        taps = None
         if mode == "nearest":
-            index = _nearest_index(n, m, scale, shortcuts=dims == 2)
-            plan = None if m == n and np.array_equal(index, np.arange(n)) else (index,)
+            taps = _nearest_taps(n, m, scale, shortcuts=dims == 2)
+            if m == n and np.array_equal(taps[0][:, 0], np.arange(n)):
+                taps = None
         elif m != n:
-            plan = _linear_weights(n, m, scale, bool(align_corners), x.dtype)
-        if plan is not None:
-            out = _gather(out, plan, 2 + k)
-        plans.append(plan)
-    if out is x:
-        out = x.copy()
-    return out, (x.shape, tuple(plans))
-
-
-def _gather(x: np.ndarray, plan: tuple, axis: int) -> np.ndarray:
-    if len(plan) == 1:
-        return np.take(x, plan[0], axis=axis)
-    i0, i1, w0, w1 = plan
-    return np.take(x, i0, axis=axis) * _along(w0, axis, x.ndim) + np.take(
-        x, i1, axis=axis
-    ) * _along(w1, axis, x.ndim)
+            taps = _linear_taps(n, m, scale, bool(align_corners), x.dtype)
+        if taps is not None:
+            out = _apply_taps(out, taps, 2 + k)
+        plans.append(taps)
+    return (x.copy() if out is x else out), (x.shape, tuple(plans))
 
 
 def interpolate_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
@@ -229,17 +250,9 @@ def interpolate_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
     shape, plans = cache
     grad = dout
     for k in reversed(range(len(plans))):
-        plan, axis, n = plans[k], 2 + k, shape[2 + k]
-        if plan is None:
-            continue
-        if len(plan) == 1:
-            grad = _segment_sum(grad, plan[0], n, axis)
-            continue
-        i0, i1, w0, w1 = plan
-        grad = _segment_sum(grad * _along(w0, axis, grad.ndim), i0, n, axis) + _segment_sum(
-            grad * _along(w1, axis, grad.ndim), i1, n, axis
-        )
-    return grad if grad is not dout else dout.copy()
+        if plans[k] is not None:
+            grad = _apply_taps(grad, _transpose(plans[k], shape[2 + k], dout.dtype), 2 + k)
+    return grad.copy() if grad is dout else grad
 
 
 def check_factor(value, name: str, op: str) -> int:
