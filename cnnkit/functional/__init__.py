@@ -16,6 +16,14 @@ from cnnkit.functional.activation import (
 )
 from cnnkit.functional.conv import conv2d, conv2d_backward, conv2d_output_shape
 from cnnkit.functional.dropout import dropout, dropout_backward
+from cnnkit.functional.join import (
+    add,
+    add_backward,
+    concat,
+    concat_backward,
+    split,
+    split_backward,
+)
 from cnnkit.functional.linear import flatten, flatten_backward, linear, linear_backward
 from cnnkit.functional.loss import (
     cross_entropy,
@@ -48,12 +56,16 @@ from cnnkit.functional.resample import (
 __all__ = [
     "adaptive_avg_pool2d",
     "adaptive_avg_pool2d_backward",
+    "add",
+    "add_backward",
     "avg_pool2d",
     "avg_pool2d_backward",
     "batch_norm",
     "batch_norm_backward",
     "channel_shuffle",
     "channel_shuffle_backward",
+    "concat",
+    "concat_backward",
     "conv2d",
     "conv2d_backward",
     "conv2d_output_shape",
@@ -87,6 +99,8 @@ __all__ = [
     "sigmoid_backward",
     "softmax",
     "softmax_backward",
+    "split",
+    "split_backward",
     "tanh",
     "tanh_backward",
 ]

@@ -5,6 +5,8 @@ from cnnkit.nn.activation import LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, 
 from cnnkit.nn.container import Residual, Sequential
 from cnnkit.nn.conv import Conv2d, SeparableConv2d
 from cnnkit.nn.dropout import Dropout
+from cnnkit.nn.graph import Graph
+from cnnkit.nn.join import Add, Concat, Split
 from cnnkit.nn.linear import Flatten, Identity, Linear
 from cnnkit.nn.loss import CrossEntropyLoss, MSELoss
 from cnnkit.nn.module import Module, Parameter
@@ -21,15 +23,18 @@ from cnnkit.nn.resample import (
 
 __all__ = [
     "AdaptiveAvgPool2d",
+    "Add",
     "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
     "ChannelShuffle",
+    "Concat",
     "Conv2d",
     "CrossEntropyLoss",
     "Dropout",
     "Flatten",
     "GlobalAvgPool2d",
+    "Graph",
     "Identity",
     "LeakyReLU",
     "Linear",
@@ -46,6 +51,7 @@ __all__ = [
     "Sequential",
     "Sigmoid",
     "Softmax",
+    "Split",
     "Tanh",
     "Upsample",
     "UpsamplingBilinear2d",
