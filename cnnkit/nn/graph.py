@@ -28,7 +28,7 @@ def _show(ref: Ref) -> str:
 
 
 def _zeros_like(value):
-    """A zero-size stand-in remembering the shape and dtype of an array (or of each piece)."""
+    """Zeros of the value's shape and dtype as a broadcast view (no memory); a list for pieces."""
     if isinstance(value, tuple):
         return [_zeros_like(v) for v in value]
     value = np.asarray(value)
@@ -168,6 +168,7 @@ class Graph(CachedModule):
         return [*path[path.index(name) :], name]
 
     def forward(self, *arrays: np.ndarray):
+        """Run the needed nodes in topological order on one array per graph input."""
         order = self._plan()
         if len(arrays) != len(self._input_names):
             raise ValueError(
@@ -204,6 +205,7 @@ class Graph(CachedModule):
         return value[index]
 
     def backward(self, dout):
+        """Run the nodes' backward in reverse order; return dL/d(each graph input)."""
         zeros = self._take_cache()
         douts = dout if isinstance(dout, (tuple, list)) else (dout,)
         if len(douts) != len(self._output_refs):
