@@ -213,6 +213,8 @@ class Handler(BaseHTTPRequestHandler):
 
     server_version = "cnnkit-explore"
     timeout = SOCKET_TIMEOUT
+    error_message_format = "%(code)d %(message)s\n"
+    error_content_type = "text/plain; charset=utf-8"
 
     def log_message(self, format, *args):  # noqa: A002 - http.server's signature
         """Requests are not logged (errors are, by ``_fail``)."""

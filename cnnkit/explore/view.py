@@ -99,12 +99,22 @@ def describe(subject: Subject, layers: list[Layer]) -> dict:
         ],
         "conv_layers": conv,
         "map_layers": maps,
-        "grad_cam_layer": (conv or maps or [None])[-1],
+        "grad_cam_layer": _grad_cam_layer(layers),
         "run": subject.run_dir is not None,
         "epoch": subject.epoch,
         "upload_limit": limit_text(),
         "parameters": sum(p.size for p in subject.model.parameters()),
     }
+
+
+def _grad_cam_layer(layers: list[Layer]) -> str | None:
+    """The last conv layer whose maps have at least 2 x 2 cells (Grad-CAM at 1 x 1 is flat)."""
+    maps = [layer for layer in layers if len(layer.shape) == 3]
+    for candidates in ([m for m in maps if m.is_conv], maps):
+        wide = [m for m in candidates if m.shape[1] * m.shape[2] >= 4]
+        if wide or candidates:
+            return (wide or candidates)[-1].name
+    return None
 
 
 _MISSING = object()
@@ -195,8 +205,8 @@ def layer_picture(layer: Layer, output: np.ndarray) -> dict:
         strip = np.concatenate(list(tiles), axis=1)
         entry.update(kind="maps", shown=len(tiles), tile=list(tiles.shape[1:]))
     elif values.ndim == 1:
-        strip = values[None, :MAX_VECTOR]
-        entry.update(kind="vector", shown=strip.shape[1], tile=[1, 1])
+        strip = values[:MAX_VECTOR, None]
+        entry.update(kind="vector", shown=len(strip), tile=[len(strip), 1])
     else:
         return {**entry, "kind": "other"}
     return {**entry, "png": png_data_url(diverging(strip, scale))}
