@@ -15,9 +15,18 @@ from cnnkit.explore import make_server, serve_in_thread, source
 from cnnkit.recipe import TrainSettings, run
 
 
-def train_run(out: Path, model: str, epochs: int = 1) -> Path:
-    """A `cnnkit train` run of ``model`` on the bundled 8x8 digits; returns the run folder."""
-    run(TrainSettings(model=model, epochs=epochs, out=str(out), progress=False, batch_size=64))
+def train_run(out: Path, model: str, epochs: int = 1, dataset="digits", data_dir=None) -> Path:
+    """A `cnnkit train` run of ``model`` (default: on the bundled 8x8 digits); its run folder."""
+    settings = TrainSettings(
+        model=model,
+        dataset=dataset,
+        data_dir=None if data_dir is None else str(data_dir),
+        epochs=epochs,
+        out=str(out),
+        progress=False,
+        batch_size=64,
+    )
+    run(settings)
     return out
 
 

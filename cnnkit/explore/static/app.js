@@ -390,7 +390,7 @@ async function openEquation(layer, channel, y, x, depthChannel) {
     $("equation-panel").hidden = false;
     const box = $("equation");
     box.replaceChildren(...equationView(result));
-    Object.assign(box.dataset, { layer, channel, y, x });
+    Object.assign(box.dataset, { layer, channel, y, x, depthChannel: result.depth_channel ?? "" });
   } catch (error) {
     report(error);
   }
@@ -636,6 +636,9 @@ function chart(title, series) {
       .map((v, i) => (v === null || v === undefined ? null : `${px(i)},${py(v)}`))
       .filter(Boolean);
     add("polyline", { points: points.join(" "), class: `line line${k}` });
+    s.values.forEach((v, i) => {
+      if (v !== null && v !== undefined) add("circle", { cx: px(i), cy: py(v), r: 2.5, class: `dot line${k}` });
+    });
     add("text", { x: pad.left + 8 + 90 * k, y: height - 6, class: `legend line${k}` }, s.name);
   });
   return svg;
