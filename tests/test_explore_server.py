@@ -572,3 +572,11 @@ def test_imagenet_style_weights_take_uploads(tmp_path):
         predicted, _ = viz.class_prediction(subject.model, x)
         assert result["top"] == int(predicted)
         assert get(server, "/api/run?index=0")[0] == 404
+
+
+def test_cnnkit_explore_is_a_cnnkit_command(capsys, tmp_path):
+    from cnnkit.cli import main as cnnkit_main
+
+    assert cnnkit_main(["explore", "--checkpoint", str(tmp_path / "none.npz"), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("cnnkit explore: error: checkpoint")
