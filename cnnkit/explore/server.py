@@ -8,7 +8,8 @@ Routes (every answer is JSON except the page itself):
 - ``GET /api/run?index=N``: run test image N; ``POST /api/run?source=upload|drawing`` with a PNG
   or JPEG body (at most 2 MB): run that image. Both answer the probabilities, the top class and
   every layer's feature maps, with an image id for the routes below.
-- ``GET /api/map?image=ID&layer=L&channel=C``: the exact values of one feature map.
+- ``GET /api/layer?image=ID&layer=L``: more of one layer's maps, larger;
+  ``GET /api/map?image=ID&layer=L&channel=C``: the exact values of one feature map.
 - ``GET /api/equation?image=ID&layer=L&channel=C&y=Y&x=X[&depth_channel=D]``: the sum behind one
   conv output value.
 - ``GET /api/filters?layer=L``; ``GET /api/explain?image=ID&class=K[&layer=L]`` (saliency and
@@ -59,7 +60,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MAX_CONNECTIONS = 16
 SOCKET_TIMEOUT = 20
 KEPT_IMAGES = 32
-KEPT_OBSERVATIONS = 3
+KEPT_OBSERVATIONS = 2
 UPLOAD_TYPES = ("image/png", "image/jpeg", "application/octet-stream")
 
 
@@ -148,6 +149,10 @@ class Explorer:
     def channel(self, image_id: str, layer: str, channel: int) -> dict:
         with self.lock:
             return view.channel_values(self.layers, self._observation(image_id), layer, channel)
+
+    def layer(self, image_id: str, layer: str) -> dict:
+        with self.lock:
+            return view.layer_view(self.layers, self._observation(image_id), layer)
 
     def equation(self, image_id: str, layer: str, channel, y, x, depth_channel) -> dict:
         with self.lock:
@@ -273,6 +278,8 @@ class Handler(BaseHTTPRequestHandler):
             return explorer.channel(
                 _text(query, "image"), _text(query, "layer"), _integer(query, "channel")
             )
+        if path == "/api/layer":
+            return explorer.layer(_text(query, "image"), _text(query, "layer"))
         if path == "/api/equation":
             return explorer.equation(
                 _text(query, "image"),

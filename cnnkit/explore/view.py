@@ -31,10 +31,10 @@ from cnnkit.nn import Conv2d, SeparableConv2d
 from cnnkit.nn.grad_mode import no_grad
 from cnnkit.nn.module import Module
 
-MAX_CHANNELS = 64
-"""Feature maps per layer sent with a run (the first ones); ``channel_values`` gives any one."""
-MAX_SIDE = 64
-"""Overview tiles larger than this are resized (bilinear) to fit; ``channel_values`` is exact."""
+OVERVIEW = (6, 48)
+"""(channels, largest side) of each layer's maps sent with a run, for the layer columns."""
+DETAIL = (64, 64)
+"""(channels, largest side) of a layer's maps for the layer view; ``channel_values`` is exact."""
 MAX_VECTOR = 256
 MAX_FILTERS = 64
 MAX_FILTER_INPUTS = 16
@@ -179,17 +179,18 @@ def model_dtype(model: Module) -> np.dtype:
     return params[0].dtype if params else np.dtype(np.float32)
 
 
-def _tiles(maps: np.ndarray) -> np.ndarray:
-    """Channels (C, H, W) resized to fit MAX_SIDE (bilinear, viz.upsample) when larger."""
+def _tiles(maps: np.ndarray, side: int) -> np.ndarray:
+    """Channels (C, H, W) resized to fit ``side`` (bilinear, viz.upsample) when larger."""
     h, w = maps.shape[1:]
-    if max(h, w) <= MAX_SIDE:
+    if max(h, w) <= side:
         return maps
-    size = (max(1, round(h * MAX_SIDE / max(h, w))), max(1, round(w * MAX_SIDE / max(h, w))))
+    size = (max(1, round(h * side / max(h, w))), max(1, round(w * side / max(h, w))))
     return np.stack([viz.upsample(channel, size) for channel in maps])
 
 
-def layer_picture(layer: Layer, output: np.ndarray) -> dict:
-    """A layer's output as a strip of coloured tiles (first MAX_CHANNELS channels) and its range."""
+def layer_picture(layer: Layer, output: np.ndarray, limits: tuple[int, int] = OVERVIEW) -> dict:
+    """A layer's output as a strip of coloured tiles (its first channels, resized to fit
+    ``limits`` = (channels, side)) with its range; one colour scale for the whole layer."""
     values = np.asarray(output, np.float64)
     scale = float(np.abs(values).max()) if values.size else 0.0
     entry = {
@@ -200,8 +201,9 @@ def layer_picture(layer: Layer, output: np.ndarray) -> dict:
         "max": float(values.max()) if values.size else 0.0,
         "scale": scale,
     }
+    channels, side = limits
     if values.ndim == 3:
-        tiles = _tiles(values[:MAX_CHANNELS])
+        tiles = _tiles(values[:channels], side)
         strip = np.concatenate(list(tiles), axis=1)
         entry.update(kind="maps", shown=len(tiles), tile=list(tiles.shape[1:]))
     elif values.ndim == 1:
@@ -210,6 +212,15 @@ def layer_picture(layer: Layer, output: np.ndarray) -> dict:
     else:
         return {**entry, "kind": "other"}
     return {**entry, "png": png_data_url(diverging(strip, scale))}
+
+
+def layer_view(layers: list[Layer], seen: Observation, name: str) -> dict:
+    """The maps of one layer for the layer view: more channels, larger tiles than a run's."""
+    layer = _find(layers, name)
+    output = seen.outputs.get(layer.name)
+    if output is None or output.ndim != 3:
+        raise ViewError(f"layer {name!r} has no feature maps (output shape {layer.shape})")
+    return layer_picture(layer, output, DETAIL)
 
 
 def run_view(

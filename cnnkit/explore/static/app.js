@@ -281,9 +281,15 @@ async function drawNetwork(run) {
 // One layer: its channels, one channel's values, its filters
 // ---------------------------------------------------------------------------------------------
 
-async function openLayer(name, channel, scroll) {
-  const entry = state.run.layers.find((layer) => layer.name === name);
-  if (!entry || entry.kind !== "maps") return;
+function openLayer(name, channel, scroll) {
+  showLayer(name, channel, scroll).catch(report);
+}
+
+async function showLayer(name, channel, scroll) {
+  const overview = state.run.layers.find((layer) => layer.name === name);
+  if (!overview || overview.kind !== "maps") return;
+  const query = `image=${encodeURIComponent(state.run.image)}&layer=${encodeURIComponent(name)}`;
+  const entry = await api(`/api/layer?${query}`);
   state.layer = name;
   state.channel = Math.min(channel, entry.shape[0] - 1);
   const info = state.summary.layers.find((layer) => layer.name === name);
