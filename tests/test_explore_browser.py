@@ -159,8 +159,11 @@ def test_the_page_shows_every_layer_with_no_error_and_no_foreign_request(name, s
     assert page.text("#top-class") == server.explorer.subject.class_names[int(predicted)]
     page.page.wait_for_selector("#curves svg.chart circle")
     assert page.page.locator("#saliency").get_attribute("src").startswith("data:image/png")
-    page.click_value("features.3" if name == "lenet5" else "block1.rep.0", 0, 1, 1)
+    shown = "features.3" if name == "lenet5" else "block1.rep.0"
+    _, h, w = next(layer.shape for layer in server.explorer.layers if layer.name == shown)
+    page.click_value(shown, 0, 1 if name == "lenet5" else h // 3, 1 if name == "lenet5" else w // 2)
     if SCREENSHOTS:
+        page.page.mouse.move(0, 0)
         page.page.evaluate("window.scrollTo(0, 0)")
         page.page.screenshot(
             path=str(REPO / "docs" / "images" / f"explore-{name}.png"), full_page=True

@@ -165,7 +165,7 @@ function showProbabilities(run) {
   for (const [p, index] of shown) {
     const bar = el("div", { cls: "bar" });
     bar.style.width = `${(100 * p).toFixed(1)}%`;
-    const row = el("div", { cls: index === run.top ? "prob top" : "prob", data: { cls: index } }, [
+    const row = el("div", { cls: index === run.top ? "prob best" : "prob", data: { cls: index } }, [
       el("span", { cls: "prob-name", text: state.summary.classes[index] }),
       el("span", { cls: "prob-track" }, [bar]),
       el("span", { cls: "prob-value", text: p.toFixed(3) }),
@@ -396,6 +396,8 @@ async function openEquation(layer, channel, y, x, depthChannel) {
     $("equation-panel").hidden = false;
     const box = $("equation");
     box.replaceChildren(...equationView(result));
+    const chosen = box.querySelector("tr.chosen");
+    if (chosen) chosen.parentElement.parentElement.scrollTop = chosen.offsetTop - 60;
     Object.assign(box.dataset, { layer, channel, y, x, depthChannel: result.depth_channel ?? "" });
   } catch (error) {
     report(error);
@@ -450,7 +452,7 @@ function convBlock(eq, prefix, names) {
     }),
   );
   const blocks = el("div", { cls: "channels" });
-  const shown = Math.min(eq.window.length, 8);
+  const shown = Math.min(eq.window.length, 4);
   for (let i = 0; i < shown; i++) {
     blocks.append(
       el("div", { cls: "channel-eq" }, [
