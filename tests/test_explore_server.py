@@ -26,6 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("PIL", reason="the explorer decodes images with Pillow (the explore extra)")
 from explore_helpers import (  # noqa: E402
@@ -39,11 +41,17 @@ from explore_helpers import (  # noqa: E402
 )
 
 from cnnkit import models, viz  # noqa: E402
-from cnnkit.explore import ExploreError, host_warning, main, source  # noqa: E402
+from cnnkit.explore import (  # noqa: E402
+    ExploreError,
+    host_warning,
+    main,
+    source,
+    view,  # noqa: E402
+)
 from cnnkit.explore.images import MAX_UPLOAD_BYTES  # noqa: E402
 from cnnkit.functional._args import resolve_padding  # noqa: E402
 from cnnkit.io import save_checkpoint, save_weights  # noqa: E402
-from cnnkit.nn import SeparableConv2d  # noqa: E402
+from cnnkit.nn import Conv2d, SeparableConv2d  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +191,38 @@ def test_every_conv_equation_sums_to_the_forward_pass_value(which, request, rng)
             assert eq["sum"] == pytest.approx(float(out[o, y, xx]), rel=1e-5, abs=1e-6)
     first = viz.conv_layer_names(model)[0]
     np.testing.assert_array_equal(inputs[first], x)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    channels=st.sampled_from([(1, 1, 1), (2, 4, 1), (4, 4, 4), (4, 6, 2), (3, 5, 1)]),
+    kernel=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+    stride=st.tuples(st.integers(1, 3), st.integers(1, 2)),
+    dilation=st.tuples(st.integers(1, 2), st.integers(1, 2)),
+    padding=st.one_of(
+        st.sampled_from(["same", "valid"]), st.tuples(st.integers(0, 3), st.integers(0, 3))
+    ),
+    size=st.tuples(st.integers(5, 9), st.integers(5, 9)),
+    bias=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_the_equation_of_any_conv2d_is_its_output(
+    channels, kernel, stride, dilation, padding, size, bias, seed
+):
+    """Property: for any Conv2d configuration the equation's window and sum are the output's."""
+    c_in, c_out, groups = channels
+    rng = np.random.default_rng(seed)
+    if padding == "same":
+        stride = (1, 1)
+    conv = Conv2d(c_in, c_out, kernel, stride, padding, dilation, groups, bias, rng=rng)
+    x = rng.standard_normal((c_in, *size)).astype(np.float32)
+    span = [dilation[i] * (kernel[i] - 1) + 1 for i in range(2)]
+    assume(padding != "valid" or min(size[i] - span[i] for i in range(2)) >= 0)
+    if isinstance(padding, tuple):
+        assume(min(size[i] + 2 * padding[i] - span[i] for i in range(2)) >= 0)
+    out = conv(x)
+    o, y, xx = (int(rng.integers(n)) for n in out.shape)
+    check_conv_equation(view.conv_equation(conv, x, out, o, y, xx), conv, x, out)
 
 
 def test_a_separable_equation_shows_any_depthwise_channel(xception):

@@ -93,6 +93,7 @@ class Explorer:
             self.observations.clear()
 
     def summary(self) -> dict:
+        """The model summary (GET /api/model)."""
         with self.lock:
             self._refresh()
             return view.describe(self.subject, self.layers)
@@ -119,6 +120,7 @@ class Explorer:
         return self.observations[image_id]
 
     def run(self, image_id: str, pixels: np.ndarray, label: str) -> dict:
+        """Run one image (pixels in [0, 1]) and keep it under ``image_id`` for later routes."""
         with self.lock:
             self._refresh()
             self._keep(image_id, pixels, label)
@@ -127,6 +129,7 @@ class Explorer:
             return view.run_view(self.subject, self.layers, seen, pixels, image_id, label)
 
     def run_test(self, index: int) -> dict:
+        """Run test image ``index`` (GET /api/run)."""
         try:
             pixels = self.subject.test_pixels(index)
         except IndexError as error:
@@ -136,6 +139,7 @@ class Explorer:
         return self.run(f"test-{index}", pixels, f"test image {index} (labelled {name})")
 
     def run_upload(self, data: bytes, source: str) -> dict:
+        """Decode and run an uploaded or drawn image (POST /api/run)."""
         try:
             image = decode_upload(data)
         except UploadError as error:
@@ -147,29 +151,35 @@ class Explorer:
         return self.run(f"{source}-{digest}", pixels, label)
 
     def channel(self, image_id: str, layer: str, channel: int) -> dict:
+        """The exact values of one feature map (GET /api/map)."""
         with self.lock:
             return view.channel_values(self.layers, self._observation(image_id), layer, channel)
 
     def layer(self, image_id: str, layer: str) -> dict:
+        """One layer's maps for the layer view (GET /api/layer)."""
         with self.lock:
             return view.layer_view(self.layers, self._observation(image_id), layer)
 
     def equation(self, image_id: str, layer: str, channel, y, x, depth_channel) -> dict:
+        """The equation of one conv output value (GET /api/equation)."""
         with self.lock:
             seen = self._observation(image_id)
             return view.equation_view(self.layers, seen, layer, channel, y, x, depth_channel)
 
     def filters(self, layer: str) -> dict:
+        """The filters of a conv layer (GET /api/filters)."""
         with self.lock:
             return view.filters_view(self.subject.model, self.layers, layer)
 
     def explain(self, image_id: str, target: int, layer: str | None) -> dict:
+        """Saliency and Grad-CAM of class ``target`` (GET /api/explain)."""
         with self.lock:
             pixels, _ = self._image(image_id)
             x = self.subject.model_input(pixels)
             return view.explain_view(self.subject, self.layers, x, target, layer)
 
     def curves(self) -> dict:
+        """The run's per-epoch history, re-read when its files change (GET /api/curves)."""
         run_dir = self.subject.run_dir
         if run_dir is None:
             raise ApiError(404, "no training run: start the explorer with --run DIR")
@@ -225,9 +235,11 @@ class Handler(BaseHTTPRequestHandler):
         """Requests are not logged (errors are, by ``_fail``)."""
 
     def do_GET(self):
+        """Answer a GET request."""
         self._handle("GET")
 
     def do_POST(self):
+        """Answer a POST request (an image upload)."""
         self._handle("POST")
 
     def _refuse_method(self):
@@ -375,6 +387,7 @@ class ExploreServer(ThreadingHTTPServer):
         self.allowed_hosts = {f"{name}:{self.port}" for name in names}
 
     def process_request(self, request, client_address):
+        """Wait for a free slot, then handle the request in a thread."""
         self.slots.acquire()
         try:
             super().process_request(request, client_address)
@@ -383,6 +396,7 @@ class ExploreServer(ThreadingHTTPServer):
             raise
 
     def process_request_thread(self, request, client_address):
+        """Handle one request, then free its slot."""
         try:
             super().process_request_thread(request, client_address)
         finally:

@@ -56,6 +56,7 @@ class Layer:
 
     @property
     def is_conv(self) -> bool:
+        """Whether the layer is a Conv2d or a SeparableConv2d."""
         return isinstance(self.module, (Conv2d, SeparableConv2d))
 
 
