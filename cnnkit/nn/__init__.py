@@ -5,7 +5,7 @@ from cnnkit.nn.activation import LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, 
 from cnnkit.nn.container import Residual, Sequential
 from cnnkit.nn.conv import Conv1d, Conv2d, SeparableConv2d
 from cnnkit.nn.conv_transpose import ConvTranspose2d
-from cnnkit.nn.dropout import Dropout
+from cnnkit.nn.dropout import Dropout, Dropout2d
 from cnnkit.nn.graph import Graph
 from cnnkit.nn.join import Add, Concat, Split
 from cnnkit.nn.linear import Flatten, Identity, Linear
@@ -66,6 +66,7 @@ __all__ = [
     "ConvTranspose2d",
     "CrossEntropyLoss",
     "Dropout",
+    "Dropout2d",
     "ELU",
     "Flatten",
     "GELU",
