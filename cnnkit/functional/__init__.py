@@ -65,6 +65,8 @@ from cnnkit.functional.padding import pad2d, pad2d_backward
 from cnnkit.functional.pool import (
     adaptive_avg_pool2d,
     adaptive_avg_pool2d_backward,
+    adaptive_max_pool2d,
+    adaptive_max_pool2d_backward,
     avg_pool2d,
     avg_pool2d_backward,
     global_avg_pool2d,
@@ -104,6 +106,8 @@ from cnnkit.functional.sample_norm import (
 __all__ = [
     "adaptive_avg_pool2d",
     "adaptive_avg_pool2d_backward",
+    "adaptive_max_pool2d",
+    "adaptive_max_pool2d_backward",
     "add",
     "add_backward",
     "avg_pool2d",

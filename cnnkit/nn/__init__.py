@@ -39,7 +39,13 @@ from cnnkit.nn.padding import (
     ReplicationPad2d,
     ZeroPad2d,
 )
-from cnnkit.nn.pool import AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, MaxPool2d
+from cnnkit.nn.pool import (
+    AdaptiveAvgPool2d,
+    AdaptiveMaxPool2d,
+    AvgPool2d,
+    GlobalAvgPool2d,
+    MaxPool2d,
+)
 from cnnkit.nn.resample import (
     ChannelShuffle,
     PixelShuffle,
@@ -52,6 +58,7 @@ from cnnkit.nn.sample_norm import GroupNorm, InstanceNorm1d, InstanceNorm2d, Lay
 
 __all__ = [
     "AdaptiveAvgPool2d",
+    "AdaptiveMaxPool2d",
     "Add",
     "AvgPool2d",
     "BCEWithLogitsLoss",
