@@ -1,0 +1,119 @@
+"""Shape and data movement: Constant, Shape, Gather, Reshape, Transpose, Squeeze, Unsqueeze,
+Concat, Split, Slice, Cast, Expand, ConstantOfShape, Range."""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import helper
+
+from cnnkit.onnx.layers import tensor as T
+from cnnkit.onnx.registry import NodeContext, register
+
+
+@register("Constant")
+def constant(ctx: NodeContext):
+    """Constant -> its value (folded at load time)."""
+    for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
+        if key in ctx.attrs:
+            value = np.asarray(ctx.attrs[key])
+            if key.startswith("value_int"):
+                value = value.astype(np.int64)
+            elif key.startswith("value_float"):
+                value = value.astype(np.float32)
+            return T.Constant(value), ()
+    ctx.fail(f"only tensor and number values are supported, got {sorted(ctx.attrs)}")
+
+
+@register("Shape")
+def shape(ctx: NodeContext):
+    """Shape(start, end) -> the input's shape as int64."""
+    end = ctx.attr("end")
+    return T.Shape(int(ctx.attr("start", 0)), None if end is None else int(end))
+
+
+@register("Gather")
+def gather(ctx: NodeContext):
+    """Gather(axis) -> take along axis, with constant indices held."""
+    axis = int(ctx.attr("axis", 0))
+    indices = ctx.constant(1)
+    if indices is None:
+        return T.Gather(axis), (0, 1)
+    return T.Gather(axis, indices)
+
+
+@register("Reshape")
+def reshape(ctx: NodeContext):
+    """Reshape(allowzero) -> Reshape, the target shape held when constant."""
+    allowzero = bool(ctx.attr("allowzero", 0))
+    target = ctx.constant(1)
+    if target is None:
+        return T.Reshape(allowzero=allowzero), (0, 1)
+    return T.Reshape(tuple(int(s) for s in target), allowzero)
+
+
+@register("Transpose")
+def transpose(ctx: NodeContext):
+    """Transpose(perm) -> Transpose."""
+    return T.Transpose(ctx.ints("perm"))
+
+
+@register("Squeeze", "Unsqueeze")
+def squeeze(ctx: NodeContext):
+    """Squeeze / Unsqueeze with axes as input 1 (opset 13 on) or attribute (before)."""
+    axes = ctx.ints_input(1, "axes", "axes")
+    if ctx.op_type == "Squeeze":
+        return T.Squeeze(axes)
+    if axes is None:
+        ctx.fail("axes must be given")
+    return T.Unsqueeze(axes)
+
+
+@register("Concat")
+def concat(ctx: NodeContext):
+    """Concat(axis) -> Concat of every input."""
+    return T.Concat(int(ctx.attr("axis"))), tuple(range(len(ctx.node.input)))
+
+
+@register("Split")
+def split(ctx: NodeContext):
+    """Split(axis) into the sizes of input 1 / attribute ``split``, or into equal parts."""
+    axis = int(ctx.attr("axis", 0))
+    sizes = ctx.ints_input(1, "split", "split")
+    return T.Split(axis, sizes, parts=len(ctx.node.output))
+
+
+@register("Slice")
+def slice_(ctx: NodeContext):
+    """Slice with starts, ends, axes, steps as inputs (opset 10 on) or attributes (before)."""
+    if ctx.opset < 10:
+        bounds = [ctx.ints(k) for k in ("starts", "ends", "axes")]
+        held = tuple(np.array(b if b is not None else range(len(bounds[0]))) for b in bounds)
+        return T.Slice(held)
+    return T.Slice(), tuple(range(len(ctx.node.input)))
+
+
+@register("Cast")
+def cast(ctx: NodeContext):
+    """Cast(to) -> Cast; a cast to any float type gives the model's float type."""
+    target = np.dtype(helper.tensor_dtype_to_np_dtype(int(ctx.attr("to"))))
+    return T.Cast(ctx.dtype if target.kind == "f" else target)
+
+
+@register("Expand")
+def expand(ctx: NodeContext):
+    """Expand -> broadcast to the shape given as input 1."""
+    return T.Expand(), (0, 1)
+
+
+@register("ConstantOfShape")
+def constant_of_shape(ctx: NodeContext):
+    """ConstantOfShape(value) -> a tensor of the input shape filled with value (default 0.0)."""
+    value = ctx.attr("value")
+    value = np.zeros(1, dtype=np.float32) if value is None else np.asarray(value)
+    return T.ConstantOfShape(value.astype(ctx.dtype) if value.dtype.kind == "f" else value)
+
+
+@register("Range")
+def range_(ctx: NodeContext):
+    """Range(start, limit, delta)."""
+    return T.Range(), (0, 1, 2)
