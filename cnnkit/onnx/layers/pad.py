@@ -40,3 +40,34 @@ class AutoPad2d(CachedModule):
     def extra_repr(self) -> str:
         side = "SAME_LOWER" if self.lower else "SAME_UPPER"
         return f"{side}, kernel={self.kernel}, stride={self.stride}, dilation={self.dilation}"
+
+
+class ConstantPad(CachedModule):
+    """Pad every axis with ``value`` by ONNX pads [b_0, ..., b_n, e_0, ..., e_n]; a negative
+    entry crops (ONNX Pad, mode 'constant'). Backward crops dL/dy (and zero-fills the crops)."""
+
+    def __init__(self, pads: tuple[int, ...], value: float = 0.0):
+        super().__init__()
+        self.pads, self.value = tuple(int(p) for p in pads), value
+
+    def _pairs(self, ndim: int) -> list[tuple[int, int]]:
+        if len(self.pads) != 2 * ndim:
+            raise ValueError(f"Pad pads {self.pads} need 2 entries per axis of a {ndim}-D input")
+        return list(zip(self.pads[:ndim], self.pads[ndim:], strict=True))
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        pairs = self._pairs(x.ndim)
+        crop = tuple(slice(max(-b, 0), x.shape[i] - max(-e, 0)) for i, (b, e) in enumerate(pairs))
+        grow = [(max(b, 0), max(e, 0)) for b, e in pairs]
+        self._cache = (x.shape, crop, grow)
+        return np.pad(x[crop], grow, constant_values=self.value)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        shape, crop, grow = self._take_cache()
+        inner = tuple(slice(b, dout.shape[i] - e) for i, (b, e) in enumerate(grow))
+        dx = np.zeros(shape, dtype=dout.dtype)
+        dx[crop] = dout[inner]
+        return dx
+
+    def extra_repr(self) -> str:
+        return f"pads={self.pads}, value={self.value}"

@@ -7,6 +7,7 @@ import numpy as np
 from onnx import helper
 
 from cnnkit.onnx.layers import tensor as T
+from cnnkit.onnx.layers.pad import ConstantPad
 from cnnkit.onnx.registry import NodeContext, register
 
 
@@ -117,3 +118,17 @@ def constant_of_shape(ctx: NodeContext):
 def range_(ctx: NodeContext):
     """Range(start, limit, delta)."""
     return T.Range(), (0, 1, 2)
+
+
+@register("Pad")
+def pad(ctx: NodeContext):
+    """Pad (mode 'constant') with pads and value as inputs (opset 11 on) or attributes."""
+    mode = ctx.attr("mode", "constant")
+    if mode != "constant":
+        ctx.fail(f"mode {mode!r} is not supported (only 'constant')")
+    if ctx.has_input(3):
+        ctx.fail("the axes input is not supported")
+    pads = ctx.ints_input(1, "pads", "pads")
+    value = ctx.constant(2)
+    value = float(ctx.attr("value", 0.0) if value is None else value.reshape(-1)[0])
+    return ConstantPad(pads, value)
