@@ -21,8 +21,10 @@ torch = pytest.importorskip("torch")
 common_modules = pytest.importorskip("torch.testing._internal.common_modules")
 
 IN_SCOPE = """
-    BCEWithLogitsLoss Conv2d CrossEntropyLoss HuberLoss L1Loss LeakyReLU Linear LogSoftmax
-    MSELoss NLLLoss ReLU Sigmoid SmoothL1Loss Softmax Tanh
+    BCEWithLogitsLoss CircularPad2d ConstantPad2d Conv1d Conv2d ConvTranspose2d CrossEntropyLoss
+    ELU GELU Hardswish Hardtanh HuberLoss L1Loss LeakyReLU Linear LogSoftmax MSELoss Mish NLLLoss
+    PReLU ReLU ReLU6 ReflectionPad2d ReplicationPad2d SiLU Sigmoid SmoothL1Loss Softmax Softplus
+    Tanh ZeroPad2d
 """.split()
 """The torch.nn modules whose every module_db sample cnnkit runs; grows as layers land.
 

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cnnkit.functional as F
+from cnnkit import nn
 from cnnkit.functional import reference as R
 
 SETTINGS = settings(max_examples=15, deadline=None)
@@ -125,3 +126,66 @@ def test_zero_pad_places_the_image_inside_the_zeros():
     assert padded.shape == (1, 1, 3, 5)
     np.testing.assert_array_equal(padded[0, 0, 1:, :3], image[0, 0])
     assert padded.sum() == image.sum()
+
+
+def _small_model_gradients(x, labels):
+    rng = np.random.default_rng(3)
+    model = nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1, dtype=np.float64, rng=rng),
+        nn.BatchNorm2d(4, dtype=np.float64),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(4, 4, 3, padding=1, groups=2, dtype=np.float64, rng=rng),
+        nn.AvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(4, 3, dtype=np.float64, rng=rng),
+    )
+    loss_fn = nn.CrossEntropyLoss()
+    loss = loss_fn(model(x), labels)
+    dx = model.backward(loss_fn.backward())
+    grads = {name: p.grad.copy() for name, p in model.named_parameters()}
+    return loss, dx, grads, model.state_dict()
+
+
+def test_cnnkit_kernels_reference_runs_a_whole_model_on_the_loops(monkeypatch):
+    """CNNKIT_KERNELS=reference: every layer of a small model runs on the loops, same numbers."""
+    rng = np.random.default_rng(0)
+    x, labels = rng.standard_normal((3, 2, 4, 4)), np.array([0, 2, 1])
+    fast = _small_model_gradients(x, labels)
+    calls = []
+
+    def counted(name):
+        loop = getattr(R, name)
+
+        def run(*args, **kwargs):
+            calls.append(name)
+            return loop(*args, **kwargs)
+
+        return run
+
+    for name in ("conv2d", "max_pool2d", "avg_pool2d", "batch_norm", "linear"):
+        for loop_name in (name, name + "_backward"):
+            monkeypatch.setattr(R, loop_name, counted(loop_name))
+    for loop_name in ("softmax_cross_entropy", "softmax_cross_entropy_backward"):
+        monkeypatch.setattr(R, loop_name, counted(loop_name))
+    monkeypatch.setenv("CNNKIT_KERNELS", "reference")
+    loops = _small_model_gradients(x, labels)
+    every_loop = {
+        f"{name}{suffix}"
+        for name in (
+            "conv2d",
+            "max_pool2d",
+            "avg_pool2d",
+            "batch_norm",
+            "linear",
+            "softmax_cross_entropy",
+        )
+        for suffix in ("", "_backward")
+    }
+    assert set(calls) >= every_loop
+    assert abs(loops[0] - fast[0]) < 1e-12
+    np.testing.assert_allclose(loops[1], fast[1], rtol=1e-9, atol=1e-13)
+    for name, grad in fast[2].items():
+        np.testing.assert_allclose(loops[2][name], grad, rtol=1e-9, atol=1e-13, err_msg=name)
+    for name, value in fast[3].items():
+        np.testing.assert_allclose(loops[3][name], value, rtol=1e-12, err_msg=name)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from cnnkit.functional import _compiled, _shifted_conv
+from cnnkit.functional import _compiled, _shifted_conv, reference
 from cnnkit.functional._args import (
     Padding2d,
     cache_blocks,
@@ -198,8 +198,16 @@ def conv2d(
         output_size(x.shape[2], pad[0], kernel[0], stride[0], dilation[0]),
         output_size(x.shape[3], pad[1], kernel[1], stride[1], dilation[1]),
     )
-    grid = _shifted_conv.plan(x.shape, weight.shape, groups, stride, pad, dilation, out_hw)
-    if grid is not None:
+    on_loops = reference.enabled()
+    grid = (
+        None
+        if on_loops
+        else _shifted_conv.plan(x.shape, weight.shape, groups, stride, pad, dilation, out_hw)
+    )
+    if on_loops:
+        path, saved = "reference", x
+        out = reference.conv2d(x, weight, None, stride, pad, dilation, groups)
+    elif grid is not None:
         path, saved = "grid", _shifted_conv.input_grid(x, grid)
         out = _shifted_conv.forward(saved, grid, weight, dilation, out_hw)
     elif _is_pointwise(weight, groups):
@@ -229,6 +237,10 @@ def _forward(xp, weight, groups, stride, dilation, out_hw) -> np.ndarray:
 def _backward(dout, cache: Conv2dCache, input_gradient: bool) -> tuple:
     """(dL/dx of the unpadded input or None, dL/dweight) by the kernels the forward pass took."""
     weight, padding = cache.weight, cache.padding
+    if cache.path == "reference":
+        args = (cache.saved, weight, cache.stride, padding, cache.dilation, cache.groups)
+        dx, dweight, _ = reference.conv2d_backward(dout, *args)
+        return (dx if input_gradient else None), dweight
     if cache.path == "grid":
         return _shifted_conv.backward(
             dout, cache.saved, cache.grid, weight, cache.dilation, input_gradient

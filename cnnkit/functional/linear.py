@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnkit.functional import reference
 from cnnkit.functional._args import check_float, check_same_dtype
 
 
@@ -23,14 +24,24 @@ def linear(
             f"linear expected input with {weight.shape[1]} features, got {x.shape[1]} "
             f"(input shape {x.shape})"
         )
+    if reference.enabled():
+        args = (x, weight, bias is not None)
+        return reference.linear(x, weight, bias), reference.Call(_reference_linear_backward, args)
     out = x @ weight.T
     if bias is not None:
         out += bias
     return out, (x, weight, bias is not None)
 
 
+def _reference_linear_backward(dout: np.ndarray, x, weight, has_bias: bool) -> tuple:
+    dx, dweight, dbias = reference.linear_backward(dout, x, weight)
+    return dx, dweight, dbias if has_bias else None
+
+
 def linear_backward(dout: np.ndarray, cache: tuple) -> tuple:
     """(dL/dx, dL/dW, dL/db) = (dy W, dy^T x, sum_n dy)."""
+    if isinstance(cache, reference.Call):
+        return cache.backward(dout)
     x, weight, has_bias = cache
     return dout @ weight, dout.T @ x, dout.sum(axis=0) if has_bias else None
 

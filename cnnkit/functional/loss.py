@@ -13,6 +13,7 @@ import numbers
 
 import numpy as np
 
+from cnnkit.functional import reference
 from cnnkit.functional._args import check_float, unit_interval
 from cnnkit.functional._loss_base import Reduction, check_reduction, same_shape_target
 from cnnkit.functional.activation import log_softmax
@@ -140,13 +141,24 @@ def cross_entropy(
         divisor = target_weight.sum()
         targets = (target_weight, safe, counted)
     unbatched = logits.ndim == 1
+    plain = mode == "mean" and not eps and weight is None and z.ndim == 2 and not unbatched
+    if plain and reference.enabled() and isinstance(targets, tuple) and counted.all():
+        args = (z, labels)
+        loss = reference.softmax_cross_entropy(*args)
+        return loss, reference.Call(_reference_cross_entropy_backward, args)
     visible = loss[0, ...] if unbatched else loss
     reduce = Reduction(mode, visible.shape, z.dtype, divisor)
     return reduce.apply(visible), (log_probs, targets, weight, eps, unbatched, reduce)
 
 
+def _reference_cross_entropy_backward(dloss, logits, labels) -> np.ndarray:
+    return reference.softmax_cross_entropy_backward(logits, labels) * dloss
+
+
 def cross_entropy_backward(cache: tuple, dloss=1.0) -> np.ndarray:
     """dL/dz_n = g_n (softmax(z_n) sum_c q_nc - q_n), g_n = dL/dl_n (dloss / divisor if mean)."""
+    if isinstance(cache, reference.Call):
+        return cache.backward(dloss)
     log_probs, targets, weight, eps, unbatched, reduce = cache
     g = reduce.upstream(dloss, "cross_entropy")
     grad = np.exp(log_probs)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cnnkit.functional import _compiled
+from cnnkit.functional import _compiled, reference
 from cnnkit.functional._args import check_float, check_same_dtype
 
 Allreduce = Callable[[np.ndarray], np.ndarray]
@@ -114,6 +114,8 @@ def batch_norm(
                 f"batch_norm expected {name} of shape ({channels},) for input {x.shape}, "
                 f"got {v.shape}"
             )
+    if training and allreduce is None and x.ndim == 4 and reference.enabled():
+        return _reference_batch_norm(x, running_mean, running_var, gamma, beta, momentum, eps)
     axes = _reduce_axes(x)
     compiled = _compiled_kernels_take(x)
     count = 0
@@ -169,6 +171,24 @@ def batch_norm(
     return out, BatchNormCache(x_hat, inv_std, gamma, training, count, allreduce)
 
 
+def _reference_batch_norm(x, running_mean, running_var, gamma, beta, momentum, eps):
+    """Training-mode batch norm of images on the loops of ``reference``; the running statistics
+    move as on the fast path (the unbiased variance, m / (m - 1) times the batch's)."""
+    ones = np.ones(x.shape[1], x.dtype)
+    gamma_or_one = ones if gamma is None else gamma
+    out, (mean, var) = reference.batch_norm(
+        x, gamma_or_one, ones * 0 if beta is None else beta, eps
+    )
+    count = x.size // x.shape[1]
+    if running_mean is not None:
+        running_mean *= 1 - momentum
+        running_mean += momentum * mean
+    if running_var is not None:
+        running_var *= 1 - momentum
+        running_var += momentum * var * (count / (count - 1))
+    return out, reference.Call(reference.batch_norm_backward, (x, gamma_or_one, eps))
+
+
 def _normalize_with_running_stats(x, mean, inv_std, gamma, beta):
     """Eval mode as one affine map per channel: y = x * scale + shift, with
     scale = gamma * inv_std and shift = beta - mean * scale (two passes over x)."""
@@ -190,6 +210,8 @@ def batch_norm_backward(
     Synchronized: the two sums and m are over the global batch; dgamma and dbeta stay this
     rank's share, to be summed with the other parameter gradients.
     """
+    if isinstance(cache, reference.Call):
+        return cache.backward(dout)
     scale = cache.inv_std if cache.gamma is None else cache.gamma * cache.inv_std
     compiled = cache.training and cache.normalized is None and _compiled_kernels_take(dout)
     if compiled:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cnnkit.functional import _compiled
+from cnnkit.functional import _compiled, reference
 from cnnkit.functional._args import (
     Padding2d,
     cache_blocks,
@@ -91,6 +91,9 @@ def max_pool2d(
     inference pays for none of it.
     """
     geometry = _geometry(x, kernel_size, stride, padding, "max_pool2d")
+    if reference.enabled():
+        args = (x, geometry.kernel, geometry.stride, geometry.padding)
+        return reference.max_pool2d(*args), reference.Call(reference.max_pool2d_backward, args)
     xp = pad_hw(x, geometry.padding, value=-np.inf)
     out = np.full(x.shape[:2] + geometry.out_hw, -np.inf, dtype=x.dtype)
     plane_bytes = geometry.out_hw[0] * geometry.out_hw[1] * x.itemsize
@@ -132,6 +135,8 @@ def _first_inside_tap(geometry: PoolGeometry) -> np.ndarray:
 
 def max_pool2d_backward(dout: np.ndarray, cache: MaxPool2dCache) -> np.ndarray:
     """dL/dx: each output's gradient goes to the one input that was its maximum."""
+    if isinstance(cache, reference.Call):
+        return cache.backward(dout)
     geometry = cache.geometry
     if _compiled.ENABLED:
         return _compiled_backward(dout, cache)
@@ -191,6 +196,11 @@ def avg_pool2d(
 ) -> tuple[np.ndarray, AvgPool2dCache]:
     """y[n,c,i,j] = mean of the window; zero padding counts unless count_include_pad=False."""
     geometry = _geometry(x, kernel_size, stride, padding, "avg_pool2d")
+    if reference.enabled():
+        args = (geometry.kernel, geometry.stride, geometry.padding, count_include_pad)
+        backward_args = (x.shape, *args)
+        out = reference.avg_pool2d(x, *args)
+        return out, reference.Call(reference.avg_pool2d_backward, backward_args)
     xp = pad_hw(x, geometry.padding)
     out = np.zeros(x.shape[:2] + geometry.out_hw, dtype=x.dtype)
     for _, _, rows, columns in geometry.taps():
@@ -209,6 +219,8 @@ def avg_pool2d(
 
 def avg_pool2d_backward(dout: np.ndarray, cache: AvgPool2dCache) -> np.ndarray:
     """dL/dx: each output's gradient spread evenly over its window."""
+    if isinstance(cache, reference.Call):
+        return cache.backward(dout)
     geometry = cache.geometry
     share = dout / cache.divisor
     dxp = np.zeros(cache.padded_shape, dtype=dout.dtype)

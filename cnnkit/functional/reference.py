@@ -4,8 +4,10 @@ Read this module first. Every function here is one equation, written index by in
 printed in a textbook, with no vectorisation and no cleverness; the fast kernels beside it
 (conv.py, pool.py, norm.py, linear.py, loss.py) compute the same numbers, and the tests check
 them against these loops on small shapes, a second oracle beside PyTorch.
-``CNNKIT_KERNELS=reference`` makes Conv2d, MaxPool2d, AvgPool2d, BatchNorm2d, Linear and
-CrossEntropyLoss run on these loops (see :func:`enabled`).
+``CNNKIT_KERNELS=reference`` makes the fast kernels hand their work to these loops (see
+:func:`enabled`): convolutions, max and average pooling, training-mode batch norm of images,
+linear layers and the plain softmax cross-entropy (mean over integer labels, no class weights,
+no label smoothing); the arguments the loops do not take stay on the fast kernels.
 
 Notation: an image batch I of shape (N, C, H, W) (NCHW, as PyTorch); n indexes images, d input
 channels, k output channels (filters), (i, j) output positions, (x, y) kernel taps. P_p(I) is I
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,6 +28,22 @@ import numpy as np
 def enabled() -> bool:
     """True when ``CNNKIT_KERNELS=reference`` asks the layers to run on these loops."""
     return os.environ.get("CNNKIT_KERNELS", "auto").lower() == "reference"
+
+
+@dataclass
+class Call:
+    """A forward pass made on these loops: its backward runs the matching loop backward.
+
+    The fast kernels return one as their cache when :func:`enabled`, and their backward
+    functions hand it ``delta``: ``backward_loop(delta, *arguments)``.
+    """
+
+    backward_loop: Callable
+    arguments: tuple
+
+    def backward(self, delta: np.ndarray):
+        """The gradients of this call, by the loop backward."""
+        return self.backward_loop(delta, *self.arguments)
 
 
 def _pairs(padding) -> tuple[tuple[int, int], tuple[int, int]]:

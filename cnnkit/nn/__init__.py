@@ -3,7 +3,8 @@
 from cnnkit.nn import init
 from cnnkit.nn.activation import LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from cnnkit.nn.container import Residual, Sequential
-from cnnkit.nn.conv import Conv2d, SeparableConv2d
+from cnnkit.nn.conv import Conv1d, Conv2d, SeparableConv2d
+from cnnkit.nn.conv_transpose import ConvTranspose2d
 from cnnkit.nn.dropout import Dropout
 from cnnkit.nn.linear import Flatten, Identity, Linear
 from cnnkit.nn.loss import (
@@ -15,8 +16,27 @@ from cnnkit.nn.loss import (
     NLLLoss,
     SmoothL1Loss,
 )
+from cnnkit.nn.modern_activation import (
+    ELU,
+    GELU,
+    Hardsigmoid,
+    Hardswish,
+    Hardtanh,
+    Mish,
+    PReLU,
+    ReLU6,
+    SiLU,
+    Softplus,
+)
 from cnnkit.nn.module import Module, Parameter
 from cnnkit.nn.norm import BatchNorm1d, BatchNorm2d
+from cnnkit.nn.padding import (
+    CircularPad2d,
+    ConstantPad2d,
+    ReflectionPad2d,
+    ReplicationPad2d,
+    ZeroPad2d,
+)
 from cnnkit.nn.pool import AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, MaxPool2d
 
 __all__ = [
@@ -25,11 +45,20 @@ __all__ = [
     "BCEWithLogitsLoss",
     "BatchNorm1d",
     "BatchNorm2d",
+    "CircularPad2d",
+    "ConstantPad2d",
+    "Conv1d",
     "Conv2d",
+    "ConvTranspose2d",
     "CrossEntropyLoss",
     "Dropout",
+    "ELU",
     "Flatten",
+    "GELU",
     "GlobalAvgPool2d",
+    "Hardsigmoid",
+    "Hardswish",
+    "Hardtanh",
     "HuberLoss",
     "Identity",
     "L1Loss",
@@ -38,16 +67,24 @@ __all__ = [
     "LogSoftmax",
     "MSELoss",
     "MaxPool2d",
+    "Mish",
     "Module",
     "NLLLoss",
+    "PReLU",
     "Parameter",
     "ReLU",
+    "ReLU6",
+    "ReflectionPad2d",
+    "ReplicationPad2d",
     "Residual",
     "SeparableConv2d",
     "Sequential",
+    "SiLU",
     "Sigmoid",
     "SmoothL1Loss",
     "Softmax",
+    "Softplus",
     "Tanh",
+    "ZeroPad2d",
     "init",
 ]
