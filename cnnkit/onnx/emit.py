@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from cnnkit import nn
+from cnnkit.functional._args import resolve_padding
 from cnnkit.models.layers import GlobalMaxPool2d
 from cnnkit.models.resnet import ZeroPadShortcut
 from cnnkit.onnx.trace import ExportError, GraphBuilder
@@ -58,23 +59,85 @@ def _pads(padding) -> dict:
     return {"pads": [padding[0], padding[1], padding[0], padding[1]]}
 
 
-@emits(nn.Conv2d)
-def conv2d(b, m, names, xs, y):
-    """Conv2d -> Conv (weight, bias; pads or SAME_UPPER; strides, dilations, group)."""
-    if getattr(m, "padding_mode", "zeros") != "zeros":
-        raise ExportError(f"layer {b.scope!r}: padding_mode {m.padding_mode!r} is not exported")
+PAD_MODES = {"constant": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def _pad_node(b, name: str, left: int, right: int, top: int, bottom: int, mode: str, value=0.0):
+    """Pad (ONNX pads [0, 0, top, left, 0, 0, bottom, right]) of an NCHW value."""
+    pads = b.constant([0, 0, top, left, 0, 0, bottom, right], np.int64)
+    inputs = [name, pads] + ([b.constant(value, b.dtype)] if mode == "constant" else [])
+    return b.node("Pad", inputs, mode=PAD_MODES[mode])
+
+
+def _weights(b, m, names) -> list[str]:
     inputs = [names[0], _param(b, "weight", m.weight.data)]
     if m.bias is not None:
         inputs.append(_param(b, "bias", m.bias.data))
+    return inputs
+
+
+@emits(nn.Conv2d)
+def conv2d(b, m, names, xs, y):
+    """Conv2d -> Conv (weight, bias; pads or SAME_UPPER; strides, dilations, group); a
+    padding_mode other than zeros pads first with Pad (reflect, edge, wrap)."""
+    padding = m.padding
+    if m.padding_mode != "zeros":
+        (top, bottom), (left, right) = resolve_padding(
+            padding, xs[0].shape[2:], m.kernel_size, m.stride, m.dilation
+        )
+        names = [_pad_node(b, names[0], left, right, top, bottom, m.padding_mode)]
+        padding = (0, 0)
     return b.node(
         "Conv",
-        inputs,
+        _weights(b, m, names),
         kernel_shape=list(m.kernel_size),
         strides=list(m.stride),
         dilations=list(m.dilation),
         group=m.groups,
-        **_pads(m.padding),
+        **_pads(padding),
     )
+
+
+@emits(nn.Conv1d)
+def conv1d(b, m, names, xs, y):
+    """Conv1d -> Conv over one spatial axis (zeros padding only)."""
+    if m.padding_mode != "zeros":
+        raise ExportError(f"layer {b.scope!r}: Conv1d padding_mode {m.padding_mode!r}")
+    if m.padding == "same":
+        pads = {"auto_pad": "SAME_UPPER"}
+    else:
+        pads = {"pads": [0, 0] if m.padding == "valid" else [m.padding[0]] * 2}
+    return b.node(
+        "Conv",
+        _weights(b, m, names),
+        kernel_shape=list(m.kernel_size),
+        strides=list(m.stride),
+        dilations=list(m.dilation),
+        group=m.groups,
+        **pads,
+    )
+
+
+@emits(nn.ConvTranspose2d)
+def conv_transpose2d(b, m, names, xs, y):
+    """ConvTranspose2d -> ConvTranspose (pads, output_padding, strides, dilations, group)."""
+    ph, pw = m.padding
+    return b.node(
+        "ConvTranspose",
+        _weights(b, m, names),
+        kernel_shape=list(m.kernel_size),
+        strides=list(m.stride),
+        dilations=list(m.dilation),
+        group=m.groups,
+        pads=[ph, pw, ph, pw],
+        output_padding=list(m.output_padding),
+    )
+
+
+@emits(nn.ConstantPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d, nn.CircularPad2d)
+def pad2d(b, m, names, xs, y):
+    """The padding layers -> Pad (constant with its value, reflect, edge, wrap)."""
+    return _pad_node(b, names[0], *m.padding, m.mode, m.value)
 
 
 @emits(nn.BatchNorm1d, nn.BatchNorm2d)
@@ -99,10 +162,70 @@ def linear(b, m, names, xs, y):
     return b.node("Gemm", inputs, transB=1)
 
 
-@emits(nn.ReLU, nn.Sigmoid, nn.Tanh)
+SAME_NAME = {
+    nn.ReLU: "Relu",
+    nn.Sigmoid: "Sigmoid",
+    nn.Tanh: "Tanh",
+    nn.Hardswish: "HardSwish",
+    nn.Softplus: "Softplus",
+}
+
+
+@emits(*SAME_NAME)
 def activation(b, m, names, xs, y):
-    """ReLU, Sigmoid, Tanh -> Relu, Sigmoid, Tanh."""
-    return b.node({"ReLU": "Relu"}.get(type(m).__name__, type(m).__name__), names)
+    """ReLU, Sigmoid, Tanh, Hardswish, Softplus (beta 1) -> Relu, Sigmoid, Tanh, HardSwish,
+    Softplus (ONNX's has no threshold: above it, log(1 + exp(x)) equals x in float32)."""
+    if isinstance(m, nn.Softplus) and m.beta != 1:
+        raise ExportError(f"layer {b.scope!r}: Softplus with beta {m.beta} (ONNX has beta 1)")
+    return b.node(SAME_NAME[type(m)], names)
+
+
+@emits(nn.Hardtanh, nn.ReLU6)
+def clip(b, m, names, xs, y):
+    """ReLU6 / Hardtanh -> Clip(min, max)."""
+    low, high = (0.0, 6.0) if isinstance(m, nn.ReLU6) else (m.min_val, m.max_val)
+    return b.node("Clip", [names[0], b.constant(low, b.dtype), b.constant(high, b.dtype)])
+
+
+@emits(nn.Hardsigmoid)
+def hard_sigmoid(b, m, names, xs, y):
+    """Hardsigmoid, relu6(x + 3) / 6 -> HardSigmoid(alpha=1/6, beta=1/2)."""
+    return b.node("HardSigmoid", names, alpha=1 / 6, beta=0.5)
+
+
+@emits(nn.SiLU)
+def silu(b, m, names, xs, y):
+    """SiLU -> x * Sigmoid(x)."""
+    return b.node("Mul", [names[0], b.node("Sigmoid", names)])
+
+
+@emits(nn.Mish)
+def mish(b, m, names, xs, y):
+    """Mish -> x * Tanh(Softplus(x)) (ONNX's Mish needs opset 18)."""
+    return b.node("Mul", [names[0], b.node("Tanh", [b.node("Softplus", names)])])
+
+
+@emits(nn.GELU)
+def gelu(b, m, names, xs, y):
+    """GELU -> Gelu(approximate) (opset 20)."""
+    if b.opset < 20:
+        raise ExportError(f"layer {b.scope!r}: GELU needs opset 20 or later, got {b.opset}")
+    return b.node("Gelu", names, approximate=m.approximate)
+
+
+@emits(nn.ELU)
+def elu(b, m, names, xs, y):
+    """ELU -> Elu(alpha)."""
+    return b.node("Elu", names, alpha=m.alpha)
+
+
+@emits(nn.PReLU)
+def prelu(b, m, names, xs, y):
+    """PReLU -> PRelu, the slope shaped (C, 1, ..., 1) to broadcast along axis 1."""
+    slope = m.weight.data
+    if slope.size > 1:
+        slope = slope.reshape((slope.size,) + (1,) * (xs[0].ndim - 2))
+    return b.node("PRelu", [names[0], _param(b, "weight", slope)])
 
 
 @emits(nn.LeakyReLU)

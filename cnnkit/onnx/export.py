@@ -128,7 +128,7 @@ def export(
     if not isinstance(model, Module):
         raise TypeError(f"export expected a cnnkit Module, got {type(model).__name__}")
     shape = _input_shape(model, input_shape)
-    builder = GraphBuilder(_model_dtype(model))
+    builder = GraphBuilder(_model_dtype(model), opset)
     out = _trace(model, shape, builder, input_name)
     batch = "batch" if dynamic_batch else shape[0]
     element = builder.tensor_type()

@@ -54,8 +54,8 @@ class GraphBuilder:
     torch's form ("/layer1/0/conv1/Conv"), so that cnnkit.onnx.load names the layers back.
     """
 
-    def __init__(self, dtype: np.dtype) -> None:
-        self.dtype = np.dtype(dtype)
+    def __init__(self, dtype: np.dtype, opset: int) -> None:
+        self.dtype, self.opset = np.dtype(dtype), opset
         self.nodes: list = []
         self.initializers: list[TensorProto] = []
         self.scope = ""

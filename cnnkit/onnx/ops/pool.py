@@ -20,7 +20,7 @@ def _window(ctx: NodeContext):
         ctx.fail("ceil_mode=1 is not supported")
     if len(ctx.node.output) > 1 and ctx.node.output[1]:
         ctx.fail("the Indices output is not supported")
-    return kernel, strides, dilations, window_padding(ctx, kernel, strides, dilations)
+    return kernel, strides, dilations, window_padding(ctx)
 
 
 @register("MaxPool")

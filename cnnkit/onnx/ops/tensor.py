@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import helper
 
+from cnnkit.nn import CircularPad2d, ConstantPad2d, ReflectionPad2d, ReplicationPad2d
 from cnnkit.onnx.layers import tensor as T
 from cnnkit.onnx.layers.pad import ConstantPad
 from cnnkit.onnx.registry import NodeContext, register
@@ -120,15 +121,32 @@ def range_(ctx: NodeContext):
     return T.Range(), (0, 1, 2)
 
 
+PAD_LAYERS = {
+    "constant": ConstantPad2d,
+    "reflect": ReflectionPad2d,
+    "edge": ReplicationPad2d,
+    "wrap": CircularPad2d,
+}
+
+
 @register("Pad")
 def pad(ctx: NodeContext):
-    """Pad (mode 'constant') with pads and value as inputs (opset 11 on) or attributes."""
+    """Pad with pads and value as inputs (opset 11 on) or attributes: a 4-D input padded on H, W
+    only -> ConstantPad2d, ReflectionPad2d, ReplicationPad2d or CircularPad2d (modes constant,
+    reflect, edge, wrap); any other constant padding -> ConstantPad (every axis)."""
     mode = ctx.attr("mode", "constant")
-    if mode != "constant":
-        ctx.fail(f"mode {mode!r} is not supported (only 'constant')")
+    if mode not in PAD_LAYERS:
+        ctx.fail(f"mode {mode!r} is not one of {', '.join(PAD_LAYERS)}")
     if ctx.has_input(3):
         ctx.fail("the axes input is not supported")
     pads = ctx.ints_input(1, "pads", "pads")
     value = ctx.constant(2)
-    value = float(ctx.attr("value", 0.0) if value is None else value.reshape(-1)[0])
+    value = float(ctx.attr("value", 0.0) if value is None or value.size == 0 else value.flat[0])
+    if len(pads) == 8 and not any(pads[:2] + pads[4:6]):
+        spatial = (pads[3], pads[7], pads[2], pads[6])  # (left, right, top, bottom)
+        if mode == "constant":
+            return ConstantPad2d(spatial, value)
+        return PAD_LAYERS[mode](spatial)
+    if mode != "constant":
+        ctx.fail(f"mode {mode!r} pads the last two axes of a 4-D input only, got pads {pads}")
     return ConstantPad(pads, value)
