@@ -96,6 +96,8 @@ class OnnxGraph(Module):
                 )
             values[name] = value
         for name, value in values.items():
+            if isinstance(value, np.generic):
+                values[name] = value = np.asarray(value)
             if not isinstance(value, np.ndarray):
                 raise TypeError(
                     f"OnnxGraph input {name!r} must be a numpy.ndarray, got {type(value).__name__}"

@@ -127,6 +127,8 @@ def load(source, dtype=np.float32) -> OnnxGraph:
     constants = dict(initializers)
     shapes = {name: shape for name, (_, shape) in types.items() if shape is not None}
     inputs = [i for i in graph.input if i.name not in initializers]
+    for value in inputs:
+        _check_input_type(value, types)
     steps, names = [], []
     for index, node in enumerate(graph.node):
         ctx = NodeContext(node, index, opset, dtype, constants, set(initializers), shapes)
@@ -168,6 +170,20 @@ def load(source, dtype=np.float32) -> OnnxGraph:
         "ir_version": model.ir_version,
     }
     return result.eval()
+
+
+def _check_input_type(value: onnx.ValueInfoProto, types) -> None:
+    """Refuse graph inputs of element types cnnkit does not compute in (float16, bfloat16, ...)."""
+    elem_type = types.get(value.name, (value.type.tensor_type.elem_type, None))[0]
+    if not value.type.HasField("tensor_type"):
+        raise TypeError(f"ONNX input {value.name!r} is not a tensor (sequences are not supported)")
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(elem_type) if elem_type else None
+    if dtype is not None and dtype.kind not in "biu" and dtype not in (np.float32, np.float64):
+        name = onnx.TensorProto.DataType.Name(elem_type)
+        raise TypeError(
+            f"ONNX input {value.name!r} has element type {name}: cnnkit computes in float32 "
+            "or float64 (and takes integer and boolean tensors)"
+        )
 
 
 def _convert(ctx: NodeContext) -> tuple[Module, tuple[int, ...]]:

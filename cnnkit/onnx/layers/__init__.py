@@ -1,7 +1,7 @@
 """Layers with ONNX semantics that cnnkit.nn does not have: broadcasting arithmetic, tensor
 reshaping and selection, reductions; each with its backward pass."""
 
-from cnnkit.onnx.layers.arith import Binary, MatMul, unbroadcast
+from cnnkit.onnx.layers.arith import Binary, Clip, MatMul, unbroadcast
 from cnnkit.onnx.layers.reduce import Reduce
 from cnnkit.onnx.layers.tensor import (
     Cast,
@@ -24,6 +24,7 @@ from cnnkit.onnx.layers.tensor import (
 __all__ = [
     "Binary",
     "Cast",
+    "Clip",
     "Concat",
     "Constant",
     "ConstantOfShape",

@@ -153,3 +153,29 @@ class MatMul(CachedModule):
 
     def extra_repr(self) -> str:
         return f"weight={tuple(self.weight.shape)}" if self.holds else ""
+
+
+class Clip(CachedModule):
+    """y = min(max(x, low), high), either bound optional (ONNX Clip; where low > high every
+    output is high). dL/dx = dL/dy strictly inside the bounds, 0 outside (as torch.clamp).
+    cnnkit.nn's Hardtanh / ReLU6 / ReLU cover the finite and the [0, inf) cases; this layer
+    takes one-sided bounds and integer tensors."""
+
+    def __init__(self, low: float | None = None, high: float | None = None):
+        super().__init__()
+        self.low, self.high = low, high
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        y = x
+        if self.low is not None:
+            y = np.maximum(y, np.asarray(self.low).astype(x.dtype))
+        if self.high is not None:
+            y = np.minimum(y, np.asarray(self.high).astype(x.dtype))
+        self._cache = y == x
+        return y
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        return dout * self._take_cache()
+
+    def extra_repr(self) -> str:
+        return f"low={self.low}, high={self.high}"

@@ -24,7 +24,7 @@ from cnnkit.nn import (
     Tanh,
 )
 from cnnkit.nn.module import Parameter
-from cnnkit.onnx.layers.arith import Binary
+from cnnkit.onnx.layers.arith import Binary, Clip
 from cnnkit.onnx.registry import NodeContext, register
 
 
@@ -70,22 +70,24 @@ def softmax(ctx: NodeContext):
 
 @register("Clip")
 def clip(ctx: NodeContext):
-    """Clip(min, max) -> ReLU6 for [0, 6], ReLU for [0, inf), Hardtanh for other finite bounds;
-    the bounds are inputs 1 and 2 (opset 11 on) or attributes (before)."""
+    """Clip(min, max) -> ReLU6 for [0, 6], ReLU for [0, inf), Hardtanh for other finite
+    bounds, Clip otherwise (one bound, integer data); the bounds are inputs 1 and 2 (opset 11
+    on) or attributes (before)."""
     bounds = []
     for i, name in ((1, "min"), (2, "max")):
         value = ctx.constant(i) if ctx.opset >= 11 else ctx.attr(name)
         if ctx.opset >= 11 and ctx.has_input(i) and value is None:
             ctx.fail(f"{name} (input {i}) must be a constant, not computed at run time")
-        bounds.append(None if value is None else float(np.asarray(value).reshape(-1)[0]))
+        bounds.append(None if value is None else np.asarray(value).reshape(-1)[0].item())
     low, high = bounds
-    if low == 0 and high == 6:
+    floats = all(isinstance(b, float) or b is None for b in bounds)
+    if floats and low == 0 and high == 6:
         return ReLU6()
-    if low == 0 and (high is None or high == np.inf):
+    if floats and low == 0 and high is None:
         return ReLU()
-    if low is None or high is None or not np.isfinite([low, high]).all():
-        ctx.fail(f"bounds [{low}, {high}] are not supported (both finite, or min 0)")
-    return Hardtanh(low, high)
+    if floats and None not in bounds and np.isfinite(bounds).all() and low < high:
+        return Hardtanh(low, high)
+    return Clip(low, high)
 
 
 @register("HardSigmoid")

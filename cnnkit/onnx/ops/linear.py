@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnkit.nn import Dropout, Flatten, Identity, Linear
+from cnnkit.nn import Dropout, Flatten, Identity, Linear, Sequential
 from cnnkit.nn.module import Parameter
 from cnnkit.onnx.layers.arith import MatMul
-from cnnkit.onnx.layers.tensor import Flatten2d
+from cnnkit.onnx.layers.tensor import Flatten2d, Transpose
 from cnnkit.onnx.registry import NodeContext, register
 
 
 @register("Gemm")
 def gemm(ctx: NodeContext):
-    """Gemm, y = alpha * A B' + beta * C with a constant B -> Linear (weight alpha * B', bias
-    beta * C broadcast to (out,)); transA is not supported."""
-    if ctx.attr("transA", 0):
-        ctx.fail("transA=1 is not supported")
+    """Gemm, y = alpha * A' B' + beta * C with a constant B -> Linear (weight alpha * B', bias
+    beta * C broadcast to (out,)), behind a Transpose when transA=1."""
     b = ctx.float_array(1)
     if b is None:
         ctx.fail("B (input 1) must be a constant weight, not computed at run time")
@@ -34,7 +32,7 @@ def gemm(ctx: NodeContext):
     if c is not None:
         beta = ctx.dtype.type(ctx.attr("beta", 1.0))
         layer.bias = Parameter(np.broadcast_to(c.reshape(-1), (out_features,)) * beta)
-    return layer
+    return Sequential(Transpose((1, 0)), layer) if ctx.attr("transA", 0) else layer
 
 
 @register("MatMul")

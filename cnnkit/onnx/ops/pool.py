@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cnnkit.nn import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from cnnkit.nn import AdaptiveAvgPool2d, AvgPool2d, ConstantPad2d, MaxPool2d, Sequential
 from cnnkit.onnx.layers.reduce import Reduce
 from cnnkit.onnx.ops.conv import window_padding, with_padding
 from cnnkit.onnx.registry import NodeContext, register
@@ -23,6 +23,20 @@ def _window(ctx: NodeContext):
     return kernel, strides, dilations, window_padding(ctx)
 
 
+def _padded(ctx: NodeContext, layer, kernel, strides, dilations, padding, value: float):
+    """``layer`` with ``padding``; pads beyond half the kernel (which ONNX allows and cnnkit's
+    pooling kernels do not) go into a ConstantPad2d of ``value`` in front of it."""
+    if isinstance(padding, str):
+        return with_padding(layer, padding, kernel, strides, dilations, value)
+    pairs = padding if isinstance(padding[0], tuple) else tuple((p, p) for p in padding)
+    if all(max(pairs[i]) <= kernel[i] // 2 for i in range(2)):
+        return with_padding(layer, padding, kernel, strides, dilations, value)
+    if value == 0 and not layer.count_include_pad:
+        ctx.fail(f"pads {ctx.ints('pads')} beyond half the kernel need count_include_pad=1")
+    (top, bottom), (left, right) = pairs
+    return Sequential(ConstantPad2d((left, right, top, bottom), value), layer)
+
+
 @register("MaxPool")
 def max_pool(ctx: NodeContext):
     """MaxPool (pads, auto_pad, strides) -> MaxPool2d, padding with -inf."""
@@ -30,7 +44,7 @@ def max_pool(ctx: NodeContext):
     if ctx.attr("storage_order", 0):
         ctx.fail("storage_order=1 is only for the Indices output, which is not supported")
     layer = MaxPool2d(kernel, strides)
-    return with_padding(layer, padding, kernel, strides, dilations, value=float("-inf"))
+    return _padded(ctx, layer, kernel, strides, dilations, padding, float("-inf"))
 
 
 @register("AveragePool")
@@ -41,7 +55,7 @@ def average_pool(ctx: NodeContext):
     if padding == "same_lower" and not count_include_pad:
         ctx.fail("auto_pad SAME_LOWER with count_include_pad=0 is not supported")
     layer = AvgPool2d(kernel, strides, count_include_pad=count_include_pad)
-    return with_padding(layer, padding, kernel, strides, dilations)
+    return _padded(ctx, layer, kernel, strides, dilations, padding, 0.0)
 
 
 @register("GlobalAveragePool")

@@ -121,6 +121,17 @@ def range_(ctx: NodeContext):
     return T.Range(), (0, 1, 2)
 
 
+def _full_pads(ctx: NodeContext, pads: tuple[int, ...], axes: tuple[int, ...]) -> tuple:
+    """Pads given for ``axes`` only (opset 18's axes input) spread over every axis."""
+    rank = ctx.rank(0)
+    if rank is None:
+        ctx.fail("the axes input needs the input's rank, which shape inference did not find")
+    begin, end = [0] * rank, [0] * rank
+    for k, axis in enumerate(axes):
+        begin[axis % rank], end[axis % rank] = pads[k], pads[k + len(axes)]
+    return tuple(begin + end)
+
+
 PAD_LAYERS = {
     "constant": ConstantPad2d,
     "reflect": ReflectionPad2d,
@@ -137,9 +148,9 @@ def pad(ctx: NodeContext):
     mode = ctx.attr("mode", "constant")
     if mode not in PAD_LAYERS:
         ctx.fail(f"mode {mode!r} is not one of {', '.join(PAD_LAYERS)}")
-    if ctx.has_input(3):
-        ctx.fail("the axes input is not supported")
     pads = ctx.ints_input(1, "pads", "pads")
+    if ctx.has_input(3):
+        pads = _full_pads(ctx, pads, ctx.ints_input(3, "axes"))
     value = ctx.constant(2)
     value = float(ctx.attr("value", 0.0) if value is None or value.size == 0 else value.flat[0])
     if len(pads) == 8 and not any(pads[:2] + pads[4:6]):
