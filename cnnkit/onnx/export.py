@@ -54,6 +54,11 @@ def _wrap(builder: GraphBuilder, path: str, module: Module):
                     f"cnnkit.onnx.export has no ONNX form for layer {path!r} "
                     f"({type(module).__name__})"
                 )
+            if not all(isinstance(a, Traced) for a in args):
+                raise ExportError(
+                    f"cnnkit.onnx.export: layer {path!r} received an array that does not come "
+                    "from the model's input"
+                )
             names = [builder.value_name(a) for a in args]
             plain = [a.view(np.ndarray) if isinstance(a, Traced) else a for a in args]
             builder.inside = True
@@ -71,18 +76,36 @@ def _wrap(builder: GraphBuilder, path: str, module: Module):
     return forward
 
 
+def _scoped(builder: GraphBuilder, path: str, module: Module):
+    """The forward of a container, run as usual with ``path`` as the scope of what it writes
+    itself (the residual sum of a block is named "/layer1/0/Add")."""
+    real = type(module).forward.__get__(module)
+
+    def forward(*args, **kwargs):
+        outer, builder.scope = builder.scope, path
+        try:
+            return real(*args, **kwargs)
+        finally:
+            builder.scope = outer
+
+    return forward
+
+
 def _trace(model: Module, shape: tuple[int, ...], builder: GraphBuilder, input_name: str):
-    leaves = [(name, m) for name, m in model.named_modules() if emitter_for(m) or not m._modules]
+    wrapped = [
+        (name, m, _wrap if emitter_for(m) or not m._modules else _scoped)
+        for name, m in model.named_modules()
+    ]
     modules = list(model.modules())
     training = [m.training for m in modules]
     try:
         model.eval()
-        for name, module in leaves:
-            object.__setattr__(module, "forward", _wrap(builder, name, module))
+        for name, module, wrapper in wrapped:
+            object.__setattr__(module, "forward", wrapper(builder, name, module))
         with no_grad():
             out = model(builder.traced(np.zeros(shape, dtype=builder.dtype), input_name))
     finally:
-        for _, module in leaves:
+        for _, module, _ in wrapped:
             module.__dict__.pop("forward", None)
         for module, mode in zip(modules, training, strict=True):
             object.__setattr__(module, "training", mode)

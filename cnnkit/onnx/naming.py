@@ -8,7 +8,9 @@ Any other layer is named after its node: torch names nodes by module scope,
 are merged into one path ("layer1.0.relu"). A scope that holds several layers (the Add of a
 residual block beside its convolutions) names each by the scope and the op
 ("layer1.0.Add"). Nodes without a name are named after their op and position ("relu_3").
-Clashes get a suffix ("_1"), so every layer has its own name and no name is another's prefix.
+Names taken from initializers are placed first; clashes get a suffix ("_1"), or are flattened
+("0_Pad" beside the convolution "0"), so every layer has its own name and no name is another's
+prefix.
 """
 
 from __future__ import annotations
@@ -68,6 +70,9 @@ def _by_initializers(layer: LayerName) -> str | None:
 def layer_paths(layers: Sequence[LayerName]) -> list[str]:
     """A distinct dotted name for each layer (module docstring), none a prefix of another."""
     wanted: list[str | None] = [_by_initializers(layer) for layer in layers]
+    first = [i for i, path in enumerate(wanted) if path] + [
+        i for i, p in enumerate(wanted) if not p
+    ]
     scopes = [scope_path(layer.node_name) for layer in layers]
     shared = Counter(_clean(scope) for scope, _ in scopes if scope)
     inner = _proper_prefixes([p for p in wanted if p] + list(shared))
@@ -83,7 +88,8 @@ def layer_paths(layers: Sequence[LayerName]) -> list[str]:
             wanted[i] = scope
         else:
             wanted[i] = f"{scope}.{last}"
-    return _distinct(wanted)
+    distinct = dict(zip(first, _distinct([wanted[i] for i in first]), strict=True))
+    return [distinct[i] for i in range(len(layers))]
 
 
 def _proper_prefixes(paths) -> set[str]:

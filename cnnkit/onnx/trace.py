@@ -40,11 +40,36 @@ class Traced(np.ndarray):
                 "on a traced value (write it as a layer, or as a = a + b)"
             )
         result = getattr(ufunc, method)(*plain, **kwargs)
-        if method != "__call__" or ufunc not in ARITHMETIC or not isinstance(result, np.ndarray):
-            return result
         builder = next(x.builder for x in inputs if isinstance(x, Traced))
+        if method != "__call__" or ufunc not in ARITHMETIC:
+            return _unnamed(result, builder)
         names = [builder.value_name(x) for x in inputs]
         return builder.traced(result, builder.node(ARITHMETIC[ufunc], names))
+
+    def __array_function__(self, func, types, args, kwargs):
+        plain = _plain(args)
+        return _unnamed(func(*plain, **_plain(kwargs)), self.builder)
+
+
+def _plain(value):
+    """``value`` with every Traced array inside it (lists, tuples, dicts) as a plain ndarray."""
+    if isinstance(value, Traced):
+        return value.view(np.ndarray)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _unnamed(result, builder):
+    """The result of an operation the trace does not follow: arrays come back as unnamed
+    Traced arrays, so that a layer or the output receiving one fails instead of reading a
+    constant."""
+    if isinstance(result, np.ndarray):
+        result = result.view(Traced)
+        result.builder = builder
+    return result
 
 
 class GraphBuilder:
@@ -95,7 +120,8 @@ class GraphBuilder:
         return self.initializer(f"/{scope}/Constant" if scope else "/Constant", value)
 
     def value_name(self, value) -> str:
-        """The ONNX name of a Traced value, or a new constant for a plain array or number."""
+        """The ONNX name of a Traced value, or a new constant for a plain array or number (an
+        operand of +, -, *, /)."""
         if isinstance(value, Traced):
             if value.onnx_name is None:
                 raise ExportError(self.unnamed_message())

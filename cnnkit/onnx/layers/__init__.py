@@ -1,7 +1,7 @@
 """Layers with ONNX semantics that cnnkit.nn does not have: broadcasting arithmetic, tensor
 reshaping and selection, reductions; each with its backward pass."""
 
-from cnnkit.onnx.layers.arith import Binary, Clip, MatMul, unbroadcast
+from cnnkit.onnx.layers.arith import Add, Binary, Clip, Div, MatMul, Mul, Sub, unbroadcast
 from cnnkit.onnx.layers.reduce import Reduce
 from cnnkit.onnx.layers.tensor import (
     Cast,
@@ -22,16 +22,19 @@ from cnnkit.onnx.layers.tensor import (
 )
 
 __all__ = [
+    "Add",
     "Binary",
     "Cast",
     "Clip",
     "Concat",
     "Constant",
     "ConstantOfShape",
+    "Div",
     "Expand",
     "Flatten2d",
     "Gather",
     "MatMul",
+    "Mul",
     "Range",
     "Reduce",
     "Reshape",
@@ -39,6 +42,7 @@ __all__ = [
     "Slice",
     "Split",
     "Squeeze",
+    "Sub",
     "Transpose",
     "Unsqueeze",
     "unbroadcast",

@@ -11,8 +11,6 @@ import numpy as np
 
 from cnnkit.nn.module import CachedModule, Parameter
 
-OPS = ("add", "sub", "mul", "div")
-
 
 def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Sum ``grad`` over the axes that broadcasting added or stretched, back to ``shape``."""
@@ -42,7 +40,7 @@ def _as_operand(value, like: np.ndarray) -> np.ndarray:
 
 
 class Binary(CachedModule):
-    """y = a (op) b, op one of add, sub, mul, div, with NumPy broadcasting (ONNX Add/Sub/Mul/Div).
+    """y = a (op) b with NumPy broadcasting; Add, Sub, Mul and Div set ``op`` (ONNX's four).
 
     Backward: for add da = dy, db = dy; sub db = -dy; mul da = dy * b, db = dy * a;
     div da = dy / b, db = -dy * y / b; each reduced to its operand's shape by unbroadcast.
@@ -51,17 +49,16 @@ class Binary(CachedModule):
     operand the held one is (0: a, as in 1 - x; 1: b, as in x + bias).
     """
 
+    op = "add"
+
     def __init__(
         self,
-        op: str,
         operand: Parameter | np.ndarray | None = None,
         position: int = 1,
         name: str = "weight",
     ):
         super().__init__()
-        if op not in OPS:
-            raise ValueError(f"Binary op must be one of {', '.join(OPS)}, got {op!r}")
-        self.op, self.position, self.name = op, position, name
+        self.position, self.name = position, name
         self.constant = operand if isinstance(operand, np.ndarray) else None
         self.holds = operand is not None
         if isinstance(operand, Parameter):
@@ -111,9 +108,36 @@ class Binary(CachedModule):
 
     def extra_repr(self) -> str:
         if not self.holds:
-            return self.op
+            return ""
         held = self.name if self.constant is None else f"constant{tuple(self.constant.shape)}"
-        return f"{self.op}, {held}" if self.position else f"{self.op}, {held} first"
+        return held if self.position else f"{held} first"
+
+
+class Add(Binary):
+    """y = a + b with broadcasting (ONNX Add: residual sums, biases)."""
+
+    op = "add"
+
+
+class Sub(Binary):
+    """y = a - b with broadcasting (ONNX Sub)."""
+
+    op = "sub"
+
+
+class Mul(Binary):
+    """y = a * b with broadcasting (ONNX Mul: squeeze-excitation gates, scalings)."""
+
+    op = "mul"
+
+
+class Div(Binary):
+    """y = a / b with broadcasting, truncating for integers (ONNX Div)."""
+
+    op = "div"
+
+
+BINARY = {cls.op: cls for cls in (Add, Sub, Mul, Div)}
 
 
 class MatMul(CachedModule):

@@ -24,7 +24,7 @@ from cnnkit.nn import (
     Tanh,
 )
 from cnnkit.nn.module import Parameter
-from cnnkit.onnx.layers.arith import Binary, Clip
+from cnnkit.onnx.layers.arith import Add, Clip, Mul
 from cnnkit.onnx.registry import NodeContext, register
 
 
@@ -93,12 +93,12 @@ def clip(ctx: NodeContext):
 @register("HardSigmoid")
 def hard_sigmoid(ctx: NodeContext):
     """HardSigmoid, y = max(0, min(1, alpha x + beta)) -> Hardsigmoid for torch's alpha = 1/6,
-    beta = 1/2; else alpha x + beta through Binary layers, then Hardtanh(0, 1)."""
+    beta = 1/2; else Mul(alpha), Add(beta), then Hardtanh(0, 1)."""
     alpha, beta = float(ctx.attr("alpha", 0.2)), float(ctx.attr("beta", 0.5))
     if abs(alpha - 1 / 6) < 1e-6 and beta == 0.5:
         return Hardsigmoid()
     scale, shift = (np.array(v, dtype=ctx.dtype) for v in (alpha, beta))
-    return Sequential(Binary("mul", scale), Binary("add", shift), Hardtanh(0.0, 1.0))
+    return Sequential(Mul(scale), Add(shift), Hardtanh(0.0, 1.0))
 
 
 @register("HardSwish")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keyword
 import re
 
-from cnnkit.onnx.layers.arith import Binary
+from cnnkit.onnx.layers.arith import BINARY
 from cnnkit.onnx.registry import NodeContext, register
 
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
@@ -22,15 +22,16 @@ def _parameter_name(initializer: str) -> str:
 
 @register("Add", "Sub", "Mul", "Div")
 def binary(ctx: NodeContext):
-    """a (op) b -> Binary; a constant operand is held (an initializer as a trainable Parameter)."""
-    op = ctx.op_type.lower()
+    """a (op) b -> Add, Sub, Mul or Div; a constant operand is held (an initializer as a
+    trainable Parameter)."""
+    layer = BINARY[ctx.op_type.lower()]
     for held, data in ((1, 0), (0, 1)):
         value = ctx.constant(held)
         if value is None:
             continue
         if ctx.is_initializer(held) and value.dtype.kind == "f":
             name = _parameter_name(ctx.node.input[held])
-            return Binary(op, ctx.parameter(held), position=held, name=name), (data,)
+            return layer(ctx.parameter(held), position=held, name=name), (data,)
         operand = value.astype(ctx.dtype) if value.dtype.kind == "f" else value
-        return Binary(op, operand, position=held), (data,)
-    return Binary(op), (0, 1)
+        return layer(operand, position=held), (data,)
+    return layer(), (0, 1)
