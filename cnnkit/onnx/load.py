@@ -46,7 +46,7 @@ def read_model(source) -> onnx.ModelProto:
     if isinstance(source, onnx.ModelProto):
         return source
     if isinstance(source, (bytes, bytearray)):
-        data, where, base = bytes(source), "the given bytes", None
+        data, where, base = bytes(source), "the given data", None
     else:
         path = Path(os.fspath(source))
         if not path.is_file():
