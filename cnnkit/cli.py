@@ -1,4 +1,5 @@
-"""The `cnnkit` command: train, evaluate, predict, summary, gradcheck, models, datasets, plot.
+"""The `cnnkit` command: train, evaluate, predict, summary, gradcheck, models, datasets, plot,
+explore.
 
 Every user error (unknown name, missing or corrupt file, unusable directory, bad image) ends with
 one line on stderr and exit status 2, without a traceback and without touching existing files.
@@ -344,6 +345,17 @@ def build_parser() -> argparse.ArgumentParser:
     from cnnkit.cli_plot import add_plot_parser  # imports this module, so not at the top
 
     add_plot_parser(commands, OneLineParser)
+    from cnnkit.explore import add_arguments as add_explore_arguments
+
+    add_explore_arguments(
+        commands.add_parser(
+            "explore",
+            help="a local web page showing a network at work on one image",
+            description="Serve a local web page that shows a network at work on one image: "
+            "feature maps, filters, probabilities, saliency, Grad-CAM and the equation of any "
+            "conv output value (see docs/explore.md). Needs the explore extra.",
+        )
+    )
     return parser
 
 
@@ -602,6 +614,12 @@ def command_plot(args) -> int:
     return plot(args)
 
 
+def command_explore(args) -> int:
+    from cnnkit.explore import command  # see cnnkit/explore/
+
+    return command(args)
+
+
 COMMANDS = {
     "train": command_train,
     "evaluate": command_evaluate,
@@ -611,6 +629,7 @@ COMMANDS = {
     "models": command_models,
     "datasets": command_datasets,
     "plot": command_plot,
+    "explore": command_explore,
 }
 
 

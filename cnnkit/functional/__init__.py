@@ -21,6 +21,14 @@ from cnnkit.functional.conv_transpose import (
     conv_transpose2d_output_shape,
 )
 from cnnkit.functional.dropout import dropout, dropout_backward
+from cnnkit.functional.join import (
+    add,
+    add_backward,
+    concat,
+    concat_backward,
+    split,
+    split_backward,
+)
 from cnnkit.functional.linear import flatten, flatten_backward, linear, linear_backward
 from cnnkit.functional.loss import (
     binary_cross_entropy_with_logits,
@@ -74,16 +82,40 @@ from cnnkit.functional.regression_loss import (
     smooth_l1_loss,
     smooth_l1_loss_backward,
 )
+from cnnkit.functional.resample import (
+    channel_shuffle,
+    channel_shuffle_backward,
+    interpolate,
+    interpolate_backward,
+    pixel_shuffle,
+    pixel_shuffle_backward,
+    pixel_unshuffle,
+    pixel_unshuffle_backward,
+)
+from cnnkit.functional.sample_norm import (
+    group_norm,
+    group_norm_backward,
+    instance_norm,
+    instance_norm_backward,
+    layer_norm,
+    layer_norm_backward,
+)
 
 __all__ = [
     "adaptive_avg_pool2d",
     "adaptive_avg_pool2d_backward",
+    "add",
+    "add_backward",
     "avg_pool2d",
     "avg_pool2d_backward",
     "batch_norm",
     "batch_norm_backward",
     "binary_cross_entropy_with_logits",
     "binary_cross_entropy_with_logits_backward",
+    "channel_shuffle",
+    "channel_shuffle_backward",
+    "concat",
+    "concat_backward",
     "conv2d",
     "conv2d_backward",
     "conv2d_output_shape",
@@ -102,6 +134,8 @@ __all__ = [
     "gelu_backward",
     "global_avg_pool2d",
     "global_avg_pool2d_backward",
+    "group_norm",
+    "group_norm_backward",
     "hardsigmoid",
     "hardsigmoid_backward",
     "hardswish",
@@ -110,8 +144,14 @@ __all__ = [
     "hardtanh_backward",
     "huber_loss",
     "huber_loss_backward",
+    "instance_norm",
+    "instance_norm_backward",
     "l1_loss",
     "l1_loss_backward",
+    "layer_norm",
+    "layer_norm_backward",
+    "interpolate",
+    "interpolate_backward",
     "leaky_relu",
     "leaky_relu_backward",
     "linear",
@@ -130,6 +170,10 @@ __all__ = [
     "pad2d_backward",
     "prelu",
     "prelu_backward",
+    "pixel_shuffle",
+    "pixel_shuffle_backward",
+    "pixel_unshuffle",
+    "pixel_unshuffle_backward",
     "relu",
     "relu6",
     "relu6_backward",
@@ -144,6 +188,8 @@ __all__ = [
     "softmax_backward",
     "softplus",
     "softplus_backward",
+    "split",
+    "split_backward",
     "tanh",
     "tanh_backward",
 ]

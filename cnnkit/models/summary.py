@@ -56,11 +56,12 @@ SHAPE_PRESERVING = (
 
 @dataclass
 class LayerRow:
-    """One leaf call: dotted name, type, output shape, parameters (incl. buffers), mult-adds."""
+    """One leaf call: dotted name, type, output shape (one per output of a Split), parameters
+    (incl. buffers) and multiply-accumulates."""
 
     name: str
     type: str
-    output_shape: tuple[int, ...]
+    output_shape: tuple
     params: int
     mult_adds: int = 0
 
@@ -71,7 +72,7 @@ class Trace:
 
     rows: list[LayerRow]
     input_shape: tuple[int, ...]
-    output_shape: tuple[int, ...]
+    output_shape: tuple
 
 
 def trainable_count(module: Module) -> int:
@@ -224,9 +225,9 @@ def trace(model: Module, input_shape, infer: bool = True) -> Trace:
                 out = real_forward(x, *args, **kwargs)
             else:
                 out = np.zeros(out_shape, dtype=x.dtype)
-            out_shape = tuple(out.shape)
-            mult_adds = multiply_adds(module, out_shape)
-            rows.append(LayerRow(name, type(module).__name__, out_shape, params, mult_adds))
+            shape = _shape(out)
+            mult_adds = multiply_adds(module, shape) if isinstance(out, np.ndarray) else 0
+            rows.append(LayerRow(name, type(module).__name__, shape, params, mult_adds))
             return out
 
         return forward
@@ -242,10 +243,19 @@ def trace(model: Module, input_shape, infer: bool = True) -> Trace:
             module.__dict__.pop("forward", None)
         for module, mode in zip(modules, training, strict=True):
             object.__setattr__(module, "training", mode)
-    return Trace(rows, shape, tuple(np.shape(out)))
+    return Trace(rows, shape, _shape(out))
 
 
-def _show(shape: tuple[int, ...], batch_is_none: bool) -> str:
+def _shape(value) -> tuple:
+    """An array's shape, or the tuple of the shapes of a layer's several outputs (Split)."""
+    if isinstance(value, tuple):
+        return tuple(_shape(v) for v in value)
+    return tuple(np.shape(value))
+
+
+def _show(shape: tuple, batch_is_none: bool) -> str:
+    if shape and isinstance(shape[0], tuple):
+        return ", ".join(_show(s, batch_is_none) for s in shape)
     if batch_is_none:
         return "(" + ", ".join(["None", *(str(s) for s in shape[1:])]) + ")"
     return str(tuple(shape))

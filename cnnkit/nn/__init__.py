@@ -6,6 +6,8 @@ from cnnkit.nn.container import Residual, Sequential
 from cnnkit.nn.conv import Conv1d, Conv2d, SeparableConv2d
 from cnnkit.nn.conv_transpose import ConvTranspose2d
 from cnnkit.nn.dropout import Dropout
+from cnnkit.nn.graph import Graph
+from cnnkit.nn.join import Add, Concat, Split
 from cnnkit.nn.linear import Flatten, Identity, Linear
 from cnnkit.nn.loss import (
     BCEWithLogitsLoss,
@@ -38,14 +40,26 @@ from cnnkit.nn.padding import (
     ZeroPad2d,
 )
 from cnnkit.nn.pool import AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, MaxPool2d
+from cnnkit.nn.resample import (
+    ChannelShuffle,
+    PixelShuffle,
+    PixelUnshuffle,
+    Upsample,
+    UpsamplingBilinear2d,
+    UpsamplingNearest2d,
+)
+from cnnkit.nn.sample_norm import GroupNorm, InstanceNorm1d, InstanceNorm2d, LayerNorm
 
 __all__ = [
     "AdaptiveAvgPool2d",
+    "Add",
     "AvgPool2d",
     "BCEWithLogitsLoss",
     "BatchNorm1d",
     "BatchNorm2d",
+    "ChannelShuffle",
     "CircularPad2d",
+    "Concat",
     "ConstantPad2d",
     "Conv1d",
     "Conv2d",
@@ -56,12 +70,17 @@ __all__ = [
     "Flatten",
     "GELU",
     "GlobalAvgPool2d",
+    "Graph",
+    "GroupNorm",
     "Hardsigmoid",
     "Hardswish",
     "Hardtanh",
     "HuberLoss",
     "Identity",
+    "InstanceNorm1d",
+    "InstanceNorm2d",
     "L1Loss",
+    "LayerNorm",
     "LeakyReLU",
     "Linear",
     "LogSoftmax",
@@ -72,6 +91,8 @@ __all__ = [
     "NLLLoss",
     "PReLU",
     "Parameter",
+    "PixelShuffle",
+    "PixelUnshuffle",
     "ReLU",
     "ReLU6",
     "ReflectionPad2d",
@@ -84,7 +105,11 @@ __all__ = [
     "SmoothL1Loss",
     "Softmax",
     "Softplus",
+    "Split",
     "Tanh",
+    "Upsample",
+    "UpsamplingBilinear2d",
+    "UpsamplingNearest2d",
     "ZeroPad2d",
     "init",
 ]

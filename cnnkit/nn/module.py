@@ -83,6 +83,9 @@ class Module:
                 return found[name]
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
+    optional_state: tuple[str, ...] = ()
+    """Buffer names that a plain-dict state may leave out in load_state_dict (torch's rule)."""
+
     def register_buffer(self, name: str, value: np.ndarray) -> None:
         """Register a non-trainable array (e.g. batch norm's running mean) saved in state_dict."""
         self.__dict__.pop(name, None)
@@ -162,10 +165,20 @@ class Module:
         return targets
 
     def load_state_dict(self, state: Mapping[str, np.ndarray], strict: bool = True) -> None:
-        """Copy arrays into the parameters and buffers of the same name, checking every shape."""
+        """Copy arrays into the parameters and buffers of the same name, checking every shape.
+
+        As torch, a mapping without torch's ``_metadata`` (a plain dict) may leave out the
+        buffers a module lists in ``optional_state`` (batch norm's num_batches_tracked), which
+        then keep their value; a torch state_dict of version 2 or later may not.
+        """
         targets = self._state_targets()
+        versioned = hasattr(state, "_metadata")
         if strict:
-            missing = [k for k in targets if k not in state]
+            missing = [
+                k
+                for k, (module, name, _) in targets.items()
+                if k not in state and (versioned or name not in module.optional_state)
+            ]
             unexpected = [k for k in state if k not in targets]
             if missing or unexpected:
                 raise ValueError(

@@ -11,9 +11,20 @@ from cnnkit.functional._args import unit_interval
 from cnnkit.nn.conv import _positive_int
 from cnnkit.nn.module import CachedModule, Parameter, check_dtype
 
+EMPTY_BATCH = "empty batch"
+"""The cache of a forward pass over no samples: backward returns the (empty) gradient as is."""
+
 
 class _BatchNorm(CachedModule):
+    """Shared by BatchNorm1d and BatchNorm2d: statistics per channel (axis 1).
+
+    ``momentum=None`` keeps the cumulative moving average of the batch statistics (the factor
+    is 1 / num_batches_tracked); ``bias=False`` (with ``affine``) learns the scale only. An
+    empty batch gives an empty output and leaves the statistics alone, as torch does.
+    """
+
     expected_ndim: tuple[int, ...] = ()
+    optional_state = ("num_batches_tracked",)
 
     def __init__(
         self,
@@ -23,6 +34,8 @@ class _BatchNorm(CachedModule):
         affine: bool = True,
         track_running_stats: bool = True,
         dtype=np.float32,
+        *,
+        bias: bool = True,
     ):
         super().__init__()
         name = type(self).__name__
@@ -30,12 +43,13 @@ class _BatchNorm(CachedModule):
         if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
             raise ValueError(f"{name} eps must be a positive number, got {eps!r}")
         self.eps = float(eps)
-        self.momentum = unit_interval(momentum, f"{name} momentum")
+        self.momentum = None if momentum is None else unit_interval(momentum, f"{name} momentum")
         self.dtype = check_dtype(dtype)
         self.affine, self.track_running_stats = affine, track_running_stats
         self.allreduce = None  # set by cnnkit.distributed.sync_batch_norm
         self.weight = Parameter(np.ones(num_features, dtype=self.dtype)) if affine else None
-        self.bias = Parameter(np.zeros(num_features, dtype=self.dtype)) if affine else None
+        learns_bias = affine and bias
+        self.bias = Parameter(np.zeros(num_features, dtype=self.dtype)) if learns_bias else None
         if track_running_stats:
             self.register_buffer("running_mean", np.zeros(num_features, dtype=self.dtype))
             self.register_buffer("running_var", np.ones(num_features, dtype=self.dtype))
@@ -56,6 +70,12 @@ class _BatchNorm(CachedModule):
         tracking = self.training and self.track_running_stats
         if tracking:
             self._buffers["num_batches_tracked"] += 1
+        if x.shape[0] == 0:
+            self._cache = EMPTY_BATCH
+            return x.copy()
+        momentum = self.momentum
+        if momentum is None:
+            momentum = 1.0 / max(int(self._buffers.get("num_batches_tracked", 1)), 1)
         out, self._cache = F.batch_norm(
             x,
             self._buffers.get("running_mean") if tracking or not use_batch_stats else None,
@@ -63,16 +83,20 @@ class _BatchNorm(CachedModule):
             None if self.weight is None else self.weight.data,
             None if self.bias is None else self.bias.data,
             training=use_batch_stats,
-            momentum=self.momentum,
+            momentum=momentum,
             eps=self.eps,
             allreduce=self.allreduce if self.training else None,
         )
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        dx, dgamma, dbeta = F.batch_norm_backward(dout, self._take_cache())
-        if self.affine:
+        cache = self._take_cache()
+        if isinstance(cache, str) and cache == EMPTY_BATCH:
+            return dout.copy()
+        dx, dgamma, dbeta = F.batch_norm_backward(dout, cache)
+        if self.weight is not None:
             self.weight.grad += dgamma
+        if self.bias is not None:
             self.bias.grad += dbeta
         return dx
 

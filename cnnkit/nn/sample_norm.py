@@ -1,0 +1,197 @@
+"""Normalisation within each sample (torch.nn.GroupNorm, LayerNorm, InstanceNorm1d/2d).
+
+Shape: the output has the input's shape. GroupNorm: (N, C, *); LayerNorm: (*, normalized_shape);
+InstanceNorm2d: (N, C, H, W) or unbatched (C, H, W); InstanceNorm1d: (N, C, L) or (C, L).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from cnnkit.functional import sample_norm as F
+from cnnkit.functional._args import unit_interval
+from cnnkit.nn.conv import _positive_int
+from cnnkit.nn.module import CachedModule, Parameter, check_dtype
+
+
+def _eps(eps, owner: str) -> float:
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
+        raise ValueError(f"{owner} eps must be a positive number, got {eps!r}")
+    return float(eps)
+
+
+class _SampleNorm(CachedModule):
+    """Scale and shift parameters of ``shape`` (ones and zeros), the backward that adds their
+    gradients."""
+
+    def _make_affine(self, shape: tuple[int, ...], weight: bool, bias: bool) -> None:
+        self.weight = Parameter(np.ones(shape, dtype=self.dtype)) if weight else None
+        self.bias = Parameter(np.zeros(shape, dtype=self.dtype)) if weight and bias else None
+
+    def _parameters_data(self):
+        return (
+            None if self.weight is None else self.weight.data,
+            None if self.bias is None else self.bias.data,
+        )
+
+    def _accumulate(self, dweight, dbias) -> None:
+        if self.weight is not None:
+            self.weight.grad += dweight
+        if self.bias is not None:
+            self.bias.grad += dbias
+
+
+class GroupNorm(_SampleNorm):
+    """Standardise each group of C / G channels of each sample, then gamma[c] x + beta[c]
+    (Wu & He, "Group Normalization", 2018)."""
+
+    def __init__(
+        self,
+        num_groups: int,
+        num_channels: int,
+        eps: float = 1e-5,
+        affine: bool = True,
+        dtype=np.float32,
+        *,
+        bias: bool = True,
+    ):
+        super().__init__()
+        self.num_groups = _positive_int(num_groups, "num_groups", "GroupNorm")
+        self.num_channels = _positive_int(num_channels, "num_channels", "GroupNorm")
+        if self.num_channels % self.num_groups:
+            raise ValueError(
+                f"GroupNorm num_channels={num_channels} must be divisible by "
+                f"num_groups={num_groups}"
+            )
+        self.eps, self.affine, self.dtype = _eps(eps, "GroupNorm"), affine, check_dtype(dtype)
+        self._make_affine((self.num_channels,), affine, bias)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._check_input(x)
+        if x.ndim < 2 or x.shape[1] != self.num_channels:
+            raise ValueError(
+                f"GroupNorm expected input (N, {self.num_channels}, ...), got shape {x.shape}"
+            )
+        out, self._cache = F.group_norm(x, self.num_groups, *self._parameters_data(), self.eps)
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        dx, dweight, dbias = F.group_norm_backward(dout, self._take_cache())
+        self._accumulate(dweight, dbias)
+        return dx
+
+    def extra_repr(self) -> str:
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+
+
+class LayerNorm(_SampleNorm):
+    """Standardise the last len(normalized_shape) axes of each sample, then gamma x + beta
+    elementwise (Ba, Kiros & Hinton, "Layer Normalization", 2016)."""
+
+    def __init__(
+        self,
+        normalized_shape,
+        eps: float = 1e-5,
+        elementwise_affine: bool = True,
+        bias: bool = True,
+        dtype=np.float32,
+    ):
+        super().__init__()
+        shape = (
+            (normalized_shape,)
+            if isinstance(normalized_shape, numbers.Integral)
+            else normalized_shape
+        )
+        self.normalized_shape = tuple(
+            _positive_int(n, "normalized_shape", "LayerNorm") for n in shape
+        )
+        self.eps, self.dtype = _eps(eps, "LayerNorm"), check_dtype(dtype)
+        self.elementwise_affine = elementwise_affine
+        self._make_affine(self.normalized_shape, elementwise_affine, bias)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._check_input(x)
+        weight, bias = self._parameters_data()
+        out, self._cache = F.layer_norm(x, self.normalized_shape, weight, bias, self.eps)
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        dx, dweight, dbias = F.layer_norm_backward(dout, self._take_cache())
+        self._accumulate(dweight, dbias)
+        return dx
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+        )
+
+
+class _InstanceNorm(_SampleNorm):
+    """Standardise each channel of each sample over its spatial axes (Ulyanov et al., 2016)."""
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        affine: bool = False,
+        track_running_stats: bool = False,
+        dtype=np.float32,
+        *,
+        bias: bool = True,
+    ):
+        super().__init__()
+        name = type(self).__name__
+        self.num_features = _positive_int(num_features, "num_features", name)
+        self.eps, self.dtype = _eps(eps, name), check_dtype(dtype)
+        self.momentum = unit_interval(momentum, f"{name} momentum")
+        self.affine, self.track_running_stats = affine, track_running_stats
+        self._make_affine((self.num_features,), affine, bias)
+        if track_running_stats:
+            self.register_buffer("running_mean", np.zeros(num_features, dtype=self.dtype))
+            self.register_buffer("running_var", np.ones(num_features, dtype=self.dtype))
+            self.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64))
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._check_input(x)
+        if x.shape[1] != self.num_features:
+            raise ValueError(
+                f"{type(self).__name__} expected input with {self.num_features} channels, got "
+                f"{x.shape[1]} (input shape {x.shape})"
+            )
+        use_input_stats = self.training or not self.track_running_stats
+        out, self._cache = F.instance_norm(
+            x,
+            self._buffers.get("running_mean"),
+            self._buffers.get("running_var"),
+            *self._parameters_data(),
+            use_input_stats=use_input_stats,
+            momentum=self.momentum,
+            eps=self.eps,
+        )
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        dx, dweight, dbias = F.instance_norm_backward(dout, self._take_cache())
+        self._accumulate(dweight, dbias)
+        return dx
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+            f"affine={self.affine}, track_running_stats={self.track_running_stats}"
+        )
+
+
+class InstanceNorm1d(_InstanceNorm):
+    """Instance norm of (N, C, L) input (torch.nn.InstanceNorm1d)."""
+
+    batched_ndim = 3
+
+
+class InstanceNorm2d(_InstanceNorm):
+    """Instance norm of (N, C, H, W) input (torch.nn.InstanceNorm2d)."""
+
+    batched_ndim = 4
