@@ -3,10 +3,12 @@
 Every node of the graph is one step: a layer (a registered child module, under a dotted name),
 or a shape computation (integer tensors such as those torch emits for ``x.view(n, -1)``, which
 are run but are not part of the module tree). Forward runs the steps in the graph's topological
-order, each reading the values named by its inputs. Backward runs the layers that took part in
-the forward pass in reverse order: each layer's backward gets dL/d(its outputs) and returns
-dL/d(its inputs), and where a value feeds several layers (fan-out: a residual's skip, a
-concatenation's branches) their gradients add up, dL/dv = sum over consumers. Layers whose
+order, each reading the values named by its inputs (the empty name, an omitted optional input,
+reads None). Backward runs the layers that took part in the forward pass in reverse order: each
+layer's backward gets dL/d(its output) (a tuple for several outputs, as cnnkit.nn.Split takes
+it) and returns dL/d(its input) (a tuple for several inputs), and where a value feeds several
+layers (fan-out: a residual's skip, a concatenation's branches) their gradients add up,
+dL/dv = sum over consumers. Layers whose
 inputs depend on neither a graph input nor a parameter, and the shape computations, run under
 no_grad and take no part in backward.
 """
@@ -46,9 +48,10 @@ class Step:
 
 @dataclass
 class _Pass:
-    """What one forward call kept for backward: the steps that ran with gradients."""
+    """What one forward call kept for backward: the steps that ran with gradients, the shape
+    and dtype of each of their outputs, and whether they returned a tuple."""
 
-    steps: list[tuple[Step, tuple[tuple[tuple[int, ...], np.dtype], ...]]]
+    steps: list[tuple[Step, tuple[tuple[tuple[int, ...], np.dtype], ...], bool]]
     needs_grad: set[str]
     inputs: list[tuple[str, tuple[int, ...], np.dtype]]
 
@@ -122,12 +125,13 @@ class OnnxGraph(Module):
             else:
                 with no_grad():
                     out = step.module(*arguments)
-            outs = out if len(step.outputs) > 1 else (out,)
+            outs = out if isinstance(out, tuple) else (out,)
             for name, value in zip(step.outputs, outs, strict=True):
                 values[name] = value
             if with_grad:
                 needs_grad.update(step.outputs)
-                ran.append((step, tuple((np.shape(o), np.result_type(o)) for o in outs)))
+                shapes = tuple((np.shape(o), np.result_type(o)) for o in outs)
+                ran.append((step, shapes, isinstance(out, tuple)))
         if recording:
             self._passes.append(
                 _Pass(ran, needs_grad, [(n, v.shape, v.dtype) for n, v in inputs.items()])
@@ -150,13 +154,13 @@ class OnnxGraph(Module):
         grads: dict[str, np.ndarray] = {}
         for name, grad in zip(self.output_names, douts, strict=True):
             _accumulate(grads, name, grad)
-        for step, shapes in reversed(record.steps):
+        for step, shapes, pieces in reversed(record.steps):
             received = [
                 grads.pop(name) if name in grads else np.zeros(shape, dtype=dtype)
                 for name, (shape, dtype) in zip(step.outputs, shapes, strict=True)
             ]
-            dins = step.module.backward(*received)
-            dins = (dins,) if len(step.inputs) == 1 else dins
+            dins = step.module.backward(tuple(received) if pieces else received[0])
+            dins = dins if isinstance(dins, tuple) else (dins,)
             for name, grad in zip(step.inputs, dins, strict=True):
                 if grad is not None and name in record.needs_grad:
                     _accumulate(grads, name, grad)

@@ -131,13 +131,13 @@ def load(source, dtype=np.float32) -> OnnxGraph:
         _check_input_type(value, types)
     steps, names = [], []
     for index, node in enumerate(graph.node):
-        ctx = NodeContext(node, index, opset, dtype, constants, set(initializers), shapes)
+        is_layer = any(_is_float(types[o][0]) if o in types else True for o in node.output if o)
+        ctx = NodeContext(node, index, opset, dtype, constants, set(initializers), shapes, is_layer)
         module, runtime = _convert(ctx)
         present = [name for name in node.input if name]
         if all(name in constants for name in present):
             _fold(ctx, module, runtime)
             continue
-        is_layer = any(_is_float(types[o][0]) if o in types else True for o in node.output if o)
         held = _held_initializers(ctx, module, runtime)
         steps.append(
             Step(

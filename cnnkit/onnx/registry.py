@@ -70,6 +70,7 @@ class NodeContext:
     constants: dict[str, np.ndarray]
     initializers: set[str]
     shapes: dict[str, tuple[int | None, ...]] = field(default_factory=dict)
+    float_output: bool = True
     attrs: dict = field(init=False)
 
     def __post_init__(self) -> None:

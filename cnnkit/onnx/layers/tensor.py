@@ -1,5 +1,5 @@
 """Layers that move, select or join elements (ONNX Reshape, Transpose, Squeeze, Unsqueeze,
-Concat, Split, Slice, Gather, Expand, Cast) and the shape computations around them (Shape,
+Concat of integers, Slice, Gather, Expand, Cast) and the shape computations around them (Shape,
 ConstantOfShape, Range, Constant).
 
 Each moves values without arithmetic, so its backward moves dL/dy back: the inverse reshape or
@@ -103,7 +103,8 @@ class Unsqueeze(CachedModule):
 
 
 class Concat(CachedModule):
-    """y = the inputs joined along ``axis``; backward splits dL/dy at the same boundaries."""
+    """y = the inputs joined along ``axis``, of any dtype: the shape arithmetic's integer
+    vectors (float data takes cnnkit.nn.Concat); backward splits dL/dy at the same bounds."""
 
     def __init__(self, axis: int):
         super().__init__()
@@ -116,41 +117,10 @@ class Concat(CachedModule):
 
     def backward(self, dout: np.ndarray):
         axis, bounds = self._take_cache()
-        parts = tuple(np.split(dout, bounds, axis=axis))
-        return parts if len(parts) > 1 else parts[0]
+        return tuple(np.split(dout, bounds, axis=axis))
 
     def extra_repr(self) -> str:
         return f"axis={self.axis}"
-
-
-class Split(CachedModule):
-    """The input cut along ``axis`` into pieces of ``sizes``, or into ``parts`` pieces of
-    ceil(size / parts) (the last one smaller, as ONNX splits); backward joins the gradients."""
-
-    def __init__(self, axis: int, sizes: tuple[int, ...] | None = None, parts: int = 2):
-        super().__init__()
-        self.axis, self.parts = axis, parts
-        self.sizes = None if sizes is None else tuple(sizes)
-
-    def forward(self, x: np.ndarray):
-        axis = self.axis % x.ndim
-        sizes = self.sizes
-        if sizes is None:
-            chunk = -(-x.shape[axis] // self.parts)
-            sizes = (chunk,) * (self.parts - 1) + (x.shape[axis] - chunk * (self.parts - 1),)
-        if sum(sizes) != x.shape[axis] or min(sizes) < 0:
-            raise ValueError(
-                f"Split sizes {sizes} do not add up to axis {self.axis} of input shape {x.shape}"
-            )
-        self._cache = axis
-        parts = tuple(np.split(x, np.cumsum(sizes)[:-1], axis=axis))
-        return parts if len(parts) > 1 else parts[0]
-
-    def backward(self, *douts: np.ndarray) -> np.ndarray:
-        return np.concatenate(douts, axis=self._take_cache())
-
-    def extra_repr(self) -> str:
-        return f"axis={self.axis}, sizes={self.sizes}" if self.sizes else f"axis={self.axis}"
 
 
 class Slice(CachedModule):

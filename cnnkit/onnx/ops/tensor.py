@@ -6,7 +6,14 @@ from __future__ import annotations
 import numpy as np
 from onnx import helper
 
-from cnnkit.nn import CircularPad2d, ConstantPad2d, ReflectionPad2d, ReplicationPad2d
+from cnnkit.nn import (
+    CircularPad2d,
+    Concat,
+    ConstantPad2d,
+    ReflectionPad2d,
+    ReplicationPad2d,
+    Split,
+)
 from cnnkit.onnx.layers import tensor as T
 from cnnkit.onnx.layers.pad import ConstantPad
 from cnnkit.onnx.registry import NodeContext, register
@@ -72,16 +79,26 @@ def squeeze(ctx: NodeContext):
 
 @register("Concat")
 def concat(ctx: NodeContext):
-    """Concat(axis) -> Concat of every input."""
-    return T.Concat(int(ctx.attr("axis"))), tuple(range(len(ctx.node.input)))
+    """Concat(axis) of every input -> cnnkit.nn.Concat for float data, the integer Concat for
+    shape arithmetic."""
+    axis = int(ctx.attr("axis"))
+    layer = Concat(axis) if ctx.float_output else T.Concat(axis)
+    return layer, tuple(range(len(ctx.node.input)))
 
 
 @register("Split")
 def split(ctx: NodeContext):
-    """Split(axis) into the sizes of input 1 / attribute ``split``, or into equal parts."""
+    """Split(axis) into the sizes of input 1 / attribute ``split``, or into as many equal parts
+    as outputs (the last one shorter: chunks of ceil(size / parts), which needs the size along
+    the axis from shape inference) -> cnnkit.nn.Split."""
     axis = int(ctx.attr("axis", 0))
     sizes = ctx.ints_input(1, "split", "split")
-    return T.Split(axis, sizes, parts=len(ctx.node.output))
+    if sizes is None:
+        shape, parts = ctx.shape(0), len(ctx.node.output)
+        if shape is None or shape[axis] is None:
+            ctx.fail(f"a split into {parts} equal parts needs the size of axis {axis}")
+        sizes = -(-shape[axis] // parts)
+    return Split(sizes, dim=axis)
 
 
 @register("Slice")
