@@ -15,16 +15,18 @@ import warnings
 
 import numpy as np
 import pytest
-from onnx_support import onnx
+from onnx_support import onnx, run_ort
 
 import cnnkit.onnx as ckonnx
 
 CASE_MODULES = (
-    "add averagepool batch_normalization cast clip concat constant constantofshape conv "
-    "convtranspose div dropout elu expand flatten gather gelu gemm globalaveragepool "
-    "globalmaxpool hardsigmoid hardswish identity leakyrelu logsoftmax matmul maxpool mish mul "
-    "pad prelu rangeop reducemax reducemean reducesum relu reshape shape sigmoid slice softmax "
-    "softplus split squeeze sub tanh transpose unsqueeze"
+    "abs add averagepool batch_normalization cast ceil clip concat constant constantofshape conv "
+    "convtranspose depthtospace div dropout elu erf exp expand flatten floor gather gelu gemm "
+    "globalaveragepool globalmaxpool groupnormalization hardsigmoid hardswish identity "
+    "instance_normalization layernormalization leakyrelu log logsoftmax matmul maxpool mish mul "
+    "neg pad pow prelu rangeop reciprocal reducemax reducemean reducesum relu reshape resize "
+    "shape sigmoid slice softmax softplus split sqrt squeeze sub tanh transpose unsqueeze "
+    "upsample"
 ).split()
 
 REFUSED = {
@@ -44,7 +46,21 @@ REFUSED = {
     "auto_pad SAME (asymmetric padding)",
     r"matrix_bias": "Gemm with a per-row bias matrix C",
     r"prelu_(example|broadcast)": "PRelu slopes other than one value or one per channel",
+    r"resize_.*(cubic|antialias|tf_crop|axes|symmetric|not_larger|not_smaller)": "Resize modes "
+    "and options torch's interpolation does not have (cubic, antialias, tf_crop_and_resize, "
+    "axes, keep_aspect_ratio_policy, half_pixel_symmetric)",
+    r"resize_.*nearest": "nearest Resize with ONNX's default rounding (half_pixel, "
+    "round_prefer_floor), which is not torch's nearest (asymmetric, floor)",
+    r"pytorch_half_pixel": "pytorch_half_pixel to an output of length 1",
+    r"depthtospace_example": "DepthToSpace in DCR mode",
+    r"layer_normalization": "LayerNormalization's optional Mean and InvStdDev outputs",
 }
+
+FOLLOWS_ONNXRUNTIME = {
+    "test_resize_downsample_scales_linear_align_corners": "with scales and align_corners the "
+    "reference divides by the unfloored output length; onnxruntime and torch by the floored one",
+}
+"""Cases whose reference outputs onnxruntime does not give either: checked against it."""
 
 
 def _collect():
@@ -84,6 +100,8 @@ def _check(model, inputs, outputs, case) -> None:
 
 def _run(case) -> None:
     for inputs, outputs in case.data_sets:
+        if case.name in FOLLOWS_ONNXRUNTIME:
+            outputs = run_ort(case.model, *inputs)
         if not all(isinstance(x, (np.ndarray, np.generic)) for x in inputs):
             raise TypeError(f"{case.name} feeds inputs that are not arrays (TensorProto)")
         try:

@@ -126,6 +126,39 @@ def test_layers_outside_the_zoo(rng, tmp_path):
     check_round_trip(gelu, (2, 6, 6), rng, tmp_path, opset=20)
 
 
+def graph_zoo():
+    """A Graph of the joins, resampling layers and sample normalisations."""
+    r = np.random.default_rng(0)
+    g = nn.Graph(inputs=["x"])
+    g.add("stem", nn.Conv2d(3, 8, 3, padding=1, rng=r), "x")
+    g.add("halves", nn.Split(4, dim=1), "stem")
+    g.add("left", nn.Conv2d(4, 4, 3, padding=1, rng=r), "halves:0")
+    g.add("norm", nn.InstanceNorm2d(4, affine=True), "halves:1")
+    g.add("cat", nn.Concat(dim=1), "left", "norm")
+    g.add("shuffle", nn.ChannelShuffle(2), "cat")
+    g.add("sum", nn.Add(), "shuffle", "stem", "cat")
+    g.add("down", nn.PixelUnshuffle(2), "sum")
+    g.add("up", nn.PixelShuffle(2), "down")
+    g.add("big", nn.Upsample(scale_factor=2, mode="bilinear"), "up")
+    g.add("near", nn.Upsample(size=(5, 7)), "big")
+    g.add("ln", nn.LayerNorm((5, 7)), "near")
+    g.add("corners", nn.Upsample(scale_factor=1.5, mode="bilinear", align_corners=True), "ln")
+    g.add("gn", nn.GroupNorm(4, 8), "corners")
+    g.outputs("gn")
+    return g
+
+
+def test_graph_of_joins_resampling_and_norms(rng, tmp_path):
+    model = graph_zoo()
+    for module in model.modules():
+        for p in module.parameters():
+            p.data[...] = rng.standard_normal(p.shape)
+    imported = check_round_trip(model, (3, 6, 8), rng, tmp_path, opset=21)
+    kinds = {type(layer).__name__ for _, layer in imported.layers()}
+    assert {"Split", "Concat", "InstanceNorm2d", "PixelShuffle", "Upsample"} <= kinds
+    assert {"LayerNorm", "GroupNorm"} <= kinds
+
+
 def test_export_leaves_the_model_as_it_was(rng, tmp_path):
     model = ck.models.get("small_cnn")
     before = model.state_dict()
@@ -185,6 +218,8 @@ def test_export_errors(tmp_path):
         ckonnx.export(InPlace(), path, (1, 4, 4))
     with pytest.raises(ckonnx.ExportError, match="GELU needs opset 20 or later, got 17"):
         ckonnx.export(nn.Sequential(nn.GELU()), path, (1, 4, 4))
+    with pytest.raises(ckonnx.ExportError, match="'0': GroupNorm needs opset 21 or later, got 17"):
+        ckonnx.export(nn.Sequential(nn.GroupNorm(1, 1)), path, (1, 4, 4))
     with pytest.raises(ckonnx.ExportError, match="Softplus with beta 2.0"):
         ckonnx.export(nn.Sequential(nn.Softplus(beta=2.0)), path, (1, 4, 4))
     with pytest.raises(TypeError, match="export expected a cnnkit Module, got str"):

@@ -309,3 +309,77 @@ def test_backward_of_imported_nodes():
     ]
     for model in cases:
         assert_gradcheck(ckonnx.load(model, dtype=np.float64), x + 0.01)
+
+
+def test_sample_norms_resize_depth_to_space():
+    x = f32(2, 6, 4, 5)
+    s, b = (("s", f32(6), "c"), ("b", f32(6), "c"))
+    check_node(node_model("InstanceNormalization", [("x", x), s, b], epsilon=1e-3), x)
+    x3 = f32(2, 6, 7)
+    check_node(node_model("InstanceNormalization", [("x", x3), s, b]), x3)
+    scale, bias = ("s", f32(4, 5), "c"), ("b", f32(4, 5), "c")
+    check_node(node_model("LayerNormalization", [("x", x), scale, bias], axis=-2), x)
+    check_node(node_model("LayerNormalization", [("x", x), ("s", f32(5), "c")], axis=3), x)
+    check_node(node_model("GroupNormalization", [("x", x), s, b], opset=21, num_groups=3), x)
+    per_group = [("s", f32(3), "c"), ("b", f32(3), "c")]
+    check_node(node_model("GroupNormalization", [("x", x), *per_group], opset=18, num_groups=3), x)
+    nearest = dict(coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    scales = ("r", np.array([1, 1, 2, 1.5], np.float32), "c")
+    check_node(node_model("Resize", [("x", x), "", scales], mode="nearest", **nearest), x)
+    for coordinates in ("half_pixel", "pytorch_half_pixel", "align_corners"):
+        sizes = ("z", i64([2, 6, 7, 3]), "c")
+        attrs = dict(mode="linear", coordinate_transformation_mode=coordinates)
+        check_node(node_model("Resize", [("x", x), "", "", sizes], **attrs), x)
+    attrs = dict(mode="linear", coordinate_transformation_mode="half_pixel")
+    check_node(
+        node_model(
+            "Resize", [("x", x), "", ("r", np.array([1, 1, 0.5, 2], np.float32), "c")], **attrs
+        ),
+        x,
+    )
+    check_node(
+        node_model("Resize", [("x", x), "", "", ("z", i64([2, 6, 8, 9]))], **attrs),
+        x,
+        i64([2, 6, 8, 9]),
+    )
+    check_node(
+        node_model("Upsample", [("x", x), ("r", np.array([1, 1, 2, 3], np.float32), "c")], opset=9),
+        x,
+    )
+    x8 = f32(2, 8, 3, 3)
+    check_node(node_model("DepthToSpace", [("x", x8)], blocksize=2, mode="CRD"), x8)
+
+
+@pytest.mark.parametrize(
+    "op", ["Neg", "Abs", "Sqrt", "Exp", "Log", "Erf", "Reciprocal", "Floor", "Ceil"]
+)
+def test_unary(op):
+    x = 0.1 + R.random((3, 4), np.float32) * 3
+    check_node(node_model(op, [("x", x)]), x)
+
+
+def test_pow():
+    x = 0.1 + R.random((2, 3, 4), np.float32)
+    for exponent in (np.float32(2), np.float32(0.5), np.array([1, 2, 3, 0.5], np.float32)):
+        check_node(node_model("Pow", [("x", x), ("p", exponent, "c")]), x)
+
+
+def test_backward_of_decomposed_and_resampling_nodes():
+    x = 0.2 + R.random((2, 4, 5, 6))
+    Y = x.astype(np.float32)
+    cases = [
+        node_model(op, [("x", Y)]) for op in ("Sqrt", "Exp", "Log", "Erf", "Reciprocal", "Abs")
+    ] + [
+        node_model("Pow", [("x", Y), ("p", np.array([1.5, 2, 3, 0.5, 1, 2], np.float32), "c")]),
+        node_model("Resize", [("x", Y), "", "", ("z", i64([2, 4, 7, 4]), "c")], mode="linear"),
+        node_model("InstanceNormalization", [("x", Y), ("s", f32(4), "c"), ("b", f32(4), "c")]),
+        node_model("LayerNormalization", [("x", Y), ("s", f32(6), "c")]),
+        node_model(
+            "GroupNormalization",
+            [("x", Y), ("s", f32(4), "c"), ("b", f32(4), "c")],
+            opset=21,
+            num_groups=2,
+        ),
+    ]
+    for model in cases:
+        assert_gradcheck(ckonnx.load(model, dtype=np.float64), x)

@@ -140,3 +140,60 @@ def test_imported_resnet18_fine_tunes_as_torch():
                 )
         opt.step()
         torch_opt.step()
+
+
+class TorchLayers(tnn.Module):
+    """The torch layers outside the torchvision list, each once, as torch.onnx writes them:
+    norms within a sample, resampling (by factor, by size, to another tensor's size), pixel
+    shuffles, padding, modern activations, chunks, views, permutes, means, matmuls."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = tnn.Conv2d(3, 8, 3, padding=1)
+        self.gn = tnn.GroupNorm(2, 8)
+        self.inorm = tnn.InstanceNorm2d(8, affine=True)
+        self.ln = tnn.LayerNorm([8, 8])
+        self.act = tnn.Sequential(tnn.GELU(), tnn.SiLU(), tnn.Hardtanh(-2, 2), tnn.ELU(0.5))
+        self.prelu = tnn.PReLU(8)
+        self.up = tnn.Upsample(scale_factor=2, mode="nearest")
+        self.bilinear = tnn.Upsample(scale_factor=0.5, mode="bilinear")
+        self.pad = tnn.ReflectionPad2d((1, 0, 0, 1))
+        self.shuffle = tnn.PixelShuffle(2)
+        self.deconv = tnn.ConvTranspose2d(2, 4, 3, stride=2, padding=1, output_padding=1)
+        self.dropout = tnn.Dropout2d(0.3)
+        self.fc = tnn.Linear(4, 5)
+
+    def forward(self, x):
+        y = self.prelu(self.ln(self.inorm(self.gn(self.conv(x)))))
+        y = self.act(y)
+        a, b = torch.chunk(y, 2, dim=1)
+        y = torch.cat([b, a * torch.sigmoid(b)], dim=1)
+        y = self.bilinear(self.up(y))
+        z = self.pad(y)
+        z = tnn.functional.interpolate(z, size=y.shape[2:], mode="bilinear", align_corners=True)
+        z = self.deconv(self.shuffle(self.dropout(z)))
+        n, c = z.shape[:2]
+        z = z.view(n, c, -1).permute(0, 2, 1)
+        return tnn.functional.softplus(self.fc(z)).mean(dim=1)
+
+
+@pytest.mark.parametrize("opset", [13, 17])
+def test_torch_layers_import_and_backward(opset):
+    torch_model = TorchLayers().eval()
+    data = torch_to_onnx(torch_model, (1, 3, 8, 8), opset_version=opset)
+    model = ckonnx.load(data, dtype=np.float64)
+    x = np.random.default_rng(0).standard_normal((3, 3, 8, 8))
+    expected = run_ort(data, x.astype(np.float32))[0]
+    np.testing.assert_allclose(model(x), expected, rtol=1e-4, atol=1e-5)
+    xt = torch.from_numpy(x).requires_grad_()
+    torch.set_default_dtype(torch.float64)
+    try:
+        double = TorchLayers().double().eval()
+    finally:
+        torch.set_default_dtype(torch.float32)
+    double.load_state_dict(torch_model.state_dict())
+    out = double(xt)
+    dout = np.random.default_rng(1).standard_normal(out.shape)
+    out.backward(torch.from_numpy(dout))
+    np.testing.assert_allclose(model(x), out.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(model.backward(dout), xt.grad.numpy(), rtol=1e-8, atol=1e-10)

@@ -302,3 +302,113 @@ def zero_pad_shortcut(b, m, names, xs, y):
     after = m.out_channels - m.in_channels - m.before
     pads = b.constant([0, m.before, 0, 0, 0, after, 0, 0], np.int64)
     return b.node("Pad", [sliced, pads], mode="constant")
+
+
+@emits(nn.Concat)
+def concat(b, m, names, xs, y):
+    """Concat -> Concat(axis)."""
+    return b.node("Concat", names, axis=m.dim)
+
+
+@emits(nn.Split)
+def split(b, m, names, xs, y):
+    """Split -> Split(axis) into the traced pieces' lengths."""
+    axis = m.dim % xs[0].ndim
+    sizes = b.constant([piece.shape[axis] for piece in y], np.int64)
+    return b.node("Split", [names[0], sizes], outputs=len(y), axis=axis)
+
+
+@emits(nn.Add)
+def add(b, m, names, xs, y):
+    """Add of n inputs -> n - 1 Add nodes."""
+    total = names[0]
+    for name in names[1:]:
+        total = b.node("Add", [total, name])
+    return total
+
+
+@emits(nn.Upsample)
+def upsample(b, m, names, xs, y):
+    """Upsample -> Resize with torch's rules: nearest (asymmetric, floor) or linear (half_pixel,
+    or align_corners); scales when a scale factor is used as given (without align_corners,
+    where onnxruntime and torch floor the output length but ONNX's reference does not), else
+    sizes: the input's batch and channels (Shape, Slice) and the traced spatial size."""
+    if m.mode == "nearest":
+        attrs = {"mode": "nearest", "coordinate_transformation_mode": "asymmetric"}
+        attrs["nearest_mode"] = "floor"
+    else:
+        coordinates = "align_corners" if m.align_corners else "half_pixel"
+        attrs = {"mode": "linear", "coordinate_transformation_mode": coordinates}
+    dims = xs[0].ndim - 2
+    if m.scale_factor is not None and not m.recompute_scale_factor and not m.align_corners:
+        factors = m.scale_factor if isinstance(m.scale_factor, tuple) else (m.scale_factor,) * dims
+        scales = b.constant([1.0, 1.0, *factors], np.float32)
+        return b.node("Resize", [names[0], "", scales], **attrs)
+    batch_channels = b.node(
+        "Slice",
+        [b.node("Shape", [names[0]]), b.constant([0], np.int64), b.constant([2], np.int64)],
+    )
+    sizes = b.node("Concat", [batch_channels, b.constant(y.shape[2:], np.int64)], axis=0)
+    return b.node("Resize", [names[0], "", "", sizes], **attrs)
+
+
+@emits(nn.PixelShuffle)
+def pixel_shuffle(b, m, names, xs, y):
+    """PixelShuffle -> DepthToSpace(blocksize, mode CRD)."""
+    return b.node("DepthToSpace", names, blocksize=m.upscale_factor, mode="CRD")
+
+
+def _regroup(b, name: str, split_shape, perm, final_shape) -> str:
+    """Reshape to ``split_shape`` (batch kept as 0), Transpose by ``perm``, Reshape back."""
+    grouped = b.node("Reshape", [name, b.constant([0, *split_shape[1:]], np.int64)])
+    moved = b.node("Transpose", [grouped], perm=list(perm))
+    return b.node("Reshape", [moved, b.constant([0, *final_shape[1:]], np.int64)])
+
+
+@emits(nn.PixelUnshuffle)
+def pixel_unshuffle(b, m, names, xs, y):
+    """PixelUnshuffle -> Reshape (N, C, H/r, r, W/r, r), Transpose, Reshape (N, C r^2, H/r, W/r)."""
+    n, c, h, w = xs[0].shape
+    r = m.downscale_factor
+    return _regroup(b, names[0], (n, c, h // r, r, w // r, r), (0, 1, 3, 5, 2, 4), y.shape)
+
+
+@emits(nn.ChannelShuffle)
+def channel_shuffle(b, m, names, xs, y):
+    """ChannelShuffle -> Reshape (N, g, C/g, H, W), Transpose groups, Reshape (N, C, H, W)."""
+    n, c, h, w = xs[0].shape
+    g = m.groups
+    return _regroup(b, names[0], (n, g, c // g, h, w), (0, 2, 1, 3, 4), y.shape)
+
+
+def _affine(b, m, shape) -> list[str]:
+    """The scale and bias initializers of a normalisation (ones and zeros without affine)."""
+    weight = np.ones(shape, m.dtype) if m.weight is None else m.weight.data
+    bias = np.zeros(shape, m.dtype) if m.bias is None else m.bias.data
+    return [_param(b, "weight", weight), _param(b, "bias", bias)]
+
+
+@emits(nn.GroupNorm)
+def group_norm(b, m, names, xs, y):
+    """GroupNorm -> GroupNormalization with per-channel scale and bias (opset 21)."""
+    if b.opset < 21:
+        raise ExportError(f"layer {b.scope!r}: GroupNorm needs opset 21 or later, got {b.opset}")
+    inputs = [names[0], *_affine(b, m, (m.num_channels,))]
+    return b.node("GroupNormalization", inputs, num_groups=m.num_groups, epsilon=m.eps)
+
+
+@emits(nn.LayerNorm)
+def layer_norm(b, m, names, xs, y):
+    """LayerNorm -> LayerNormalization over the last len(normalized_shape) axes."""
+    inputs = [names[0], *_affine(b, m, m.normalized_shape)]
+    axis = -len(m.normalized_shape)
+    return b.node("LayerNormalization", inputs, axis=axis, epsilon=m.eps)
+
+
+@emits(nn.InstanceNorm1d, nn.InstanceNorm2d)
+def instance_norm(b, m, names, xs, y):
+    """InstanceNorm (statistics of each sample) -> InstanceNormalization."""
+    if m.track_running_stats:
+        raise ExportError(f"layer {b.scope!r}: instance norm with running statistics")
+    inputs = [names[0], *_affine(b, m, (m.num_features,))]
+    return b.node("InstanceNormalization", inputs, epsilon=m.eps)

@@ -112,9 +112,10 @@ class GraphBuilder:
         return name
 
     def constant(self, array, dtype=None) -> str:
-        """A constant value (a shape, a scalar operand) as an initializer of its own."""
+        """A constant value (a shape, a scalar operand) as an initializer of its own, of
+        ``dtype`` when given, else of its own type with floats in the model's."""
         value = np.asarray(array, dtype=dtype)
-        if value.dtype.kind == "f":
+        if dtype is None and value.dtype.kind == "f":
             value = value.astype(self.dtype)
         scope = self.scope.replace(".", "/")
         return self.initializer(f"/{scope}/Constant" if scope else "/Constant", value)

@@ -1,4 +1,6 @@
-"""Add, Sub, Mul, Div with broadcasting (the squeeze-excitation gates, residual sums, scalings)."""
+"""Add, Sub, Mul, Div with broadcasting (the squeeze-excitation gates, residual sums, scalings),
+and the elementwise functions of decomposed layers (Neg, Abs, Sqrt, Exp, Log, Erf, Reciprocal,
+Floor, Ceil, Pow)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import keyword
 import re
 
 from cnnkit.onnx.layers.arith import BINARY
+from cnnkit.onnx.layers.unary import Pow, Unary
 from cnnkit.onnx.registry import NodeContext, register
 
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
@@ -35,3 +38,15 @@ def binary(ctx: NodeContext):
         operand = value.astype(ctx.dtype) if value.dtype.kind == "f" else value
         return layer(operand, position=held), (data,)
     return layer(), (0, 1)
+
+
+@register("Neg", "Abs", "Sqrt", "Exp", "Log", "Erf", "Reciprocal", "Floor", "Ceil")
+def unary(ctx: NodeContext):
+    """The elementwise functions of decomposed layers -> Unary."""
+    return Unary(ctx.op_type.lower())
+
+
+@register("Pow")
+def power(ctx: NodeContext):
+    """Pow with a constant exponent -> Pow."""
+    return Pow(ctx.require_constant(1, "the exponent"))
