@@ -1,0 +1,188 @@
+"""cnnkit.onnx.export: a cnnkit model written as an ONNX file, traced through one forward pass
+(cnnkit.onnx.trace), each layer written by its emitter (cnnkit.onnx.emit)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from cnnkit import __version__
+from cnnkit.nn.grad_mode import no_grad
+from cnnkit.nn.module import Module
+from cnnkit.onnx.emit import emitter_for
+from cnnkit.onnx.load import BATCHES_TRACKED_KEY
+from cnnkit.onnx.trace import ExportError, GraphBuilder, Traced
+
+DEFAULT_OPSET = 17
+
+
+def _input_shape(model: Module, input_shape) -> tuple[int, ...]:
+    if input_shape is None:
+        input_shape = getattr(model, "default_input_shape", None)
+        if input_shape is None:
+            raise ValueError("export needs input_shape=(C, H, W) for a model without one")
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) == 3:
+        shape = (1, *shape)
+    if len(shape) != 4 or min(shape) < 1:
+        raise ValueError(f"input_shape must be (C, H, W) or (N, C, H, W), got {input_shape}")
+    return shape
+
+
+def _model_dtype(model: Module) -> np.dtype:
+    for p in model.parameters():
+        return p.dtype
+    return np.dtype(np.float32)
+
+
+def _wrap(builder: GraphBuilder, path: str, module: Module):
+    """The traced forward of a leaf layer: compute on plain arrays, then emit its nodes."""
+    real = type(module).forward.__get__(module)
+    emitter = emitter_for(module)
+
+    def forward(*args):
+        if builder.inside:
+            return real(*args)
+        outer, builder.scope = builder.scope, path
+        try:
+            if emitter is None:
+                raise ExportError(
+                    f"cnnkit.onnx.export has no ONNX form for layer {path!r} "
+                    f"({type(module).__name__})"
+                )
+            if not all(isinstance(a, Traced) for a in args):
+                raise ExportError(
+                    f"cnnkit.onnx.export: layer {path!r} received an array that does not come "
+                    "from the model's input"
+                )
+            names = [builder.value_name(a) for a in args]
+            plain = [a.view(np.ndarray) if isinstance(a, Traced) else a for a in args]
+            builder.inside = True
+            try:
+                out = real(*plain)
+            finally:
+                builder.inside = False
+            written = emitter(builder, module, names, plain, out)
+        finally:
+            builder.scope = outer
+        if isinstance(out, tuple):
+            return tuple(builder.traced(o, n) for o, n in zip(out, written, strict=True))
+        return builder.traced(out, written)
+
+    return forward
+
+
+def _scoped(builder: GraphBuilder, path: str, module: Module):
+    """The forward of a container, run as usual with ``path`` as the scope of what it writes
+    itself (the residual sum of a block is named "/layer1/0/Add")."""
+    real = type(module).forward.__get__(module)
+
+    def forward(*args, **kwargs):
+        outer, builder.scope = builder.scope, path
+        try:
+            return real(*args, **kwargs)
+        finally:
+            builder.scope = outer
+
+    return forward
+
+
+def _trace(model: Module, shape: tuple[int, ...], builder: GraphBuilder, input_name: str):
+    wrapped = [
+        (name, m, _wrap if emitter_for(m) or not m._modules else _scoped)
+        for name, m in model.named_modules()
+    ]
+    modules = list(model.modules())
+    training = [m.training for m in modules]
+    try:
+        model.eval()
+        for name, module, wrapper in wrapped:
+            object.__setattr__(module, "forward", wrapper(builder, name, module))
+        with no_grad():
+            out = model(builder.traced(np.zeros(shape, dtype=builder.dtype), input_name))
+    finally:
+        for _, module, _ in wrapped:
+            module.__dict__.pop("forward", None)
+        for module, mode in zip(modules, training, strict=True):
+            object.__setattr__(module, "training", mode)
+    if not isinstance(out, Traced) or out.onnx_name is None:
+        raise ExportError(builder.unnamed_message())
+    return out
+
+
+def _metadata(model: Module) -> dict[str, str]:
+    props = {}
+    config = getattr(model, "config", None)
+    if config:
+        props["cnnkit.config"] = json.dumps(config)
+    counts = {
+        name: int(m._buffers["num_batches_tracked"])
+        for name, m in model.named_modules()
+        if "num_batches_tracked" in m._buffers and int(m._buffers["num_batches_tracked"])
+    }
+    if counts:
+        props[BATCHES_TRACKED_KEY] = json.dumps(counts)
+    return props
+
+
+def export(
+    model: Module,
+    path=None,
+    input_shape=None,
+    *,
+    opset: int = DEFAULT_OPSET,
+    dynamic_batch: bool = True,
+    input_name: str = "input",
+    output_name: str = "output",
+) -> onnx.ModelProto:
+    """Write ``model`` as an ONNX model (to ``path`` when given) and return the ModelProto.
+
+    ``input_shape`` is (C, H, W) or (N, C, H, W) (a zoo model's default_input_shape when
+    omitted); the batch dimension is the symbolic "batch" unless ``dynamic_batch`` is False.
+    Parameters and buffers become initializers under their state_dict keys, so
+    ``cnnkit.onnx.load`` of the file has the same state_dict. The model is traced in eval mode
+    (dropout off, batch norm on its running statistics) and left in the mode it was in. The
+    result passes onnx.checker.check_model before anything is written.
+    """
+    if not isinstance(model, Module):
+        raise TypeError(f"export expected a cnnkit Module, got {type(model).__name__}")
+    shape = _input_shape(model, input_shape)
+    builder = GraphBuilder(_model_dtype(model), opset)
+    out = _trace(model, shape, builder, input_name)
+    batch = "batch" if dynamic_batch else shape[0]
+    element = builder.tensor_type()
+    graph = helper.make_graph(
+        builder.nodes,
+        getattr(model, "config", {}).get("name", type(model).__name__),
+        [helper.make_tensor_value_info(input_name, element, [batch, *shape[1:]])],
+        [helper.make_tensor_value_info(output_name, element, [batch, *out.shape[1:]])],
+        builder.initializers,
+    )
+    _rename_output(graph, out.onnx_name, output_name)
+    proto = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", opset)],
+        producer_name="cnnkit",
+        producer_version=__version__,
+    )
+    helper.set_model_props(proto, _metadata(model))
+    onnx.checker.check_model(proto, full_check=True)
+    if path is not None:
+        onnx.save_model(proto, os.fspath(path))
+    return proto
+
+
+def _rename_output(graph: onnx.GraphProto, name: str, output_name: str) -> None:
+    """Make the graph's last value carry the name ``output_name`` (an Identity if it is the
+    input itself or an initializer)."""
+    producers = [n for n in graph.node if name in n.output]
+    if not producers:
+        graph.node.append(helper.make_node("Identity", [name], [output_name], name="/Identity"))
+        return
+    for node in graph.node:
+        node.output[:] = [output_name if o == name else o for o in node.output]
+        node.input[:] = [output_name if i == name else i for i in node.input]
