@@ -3,7 +3,7 @@
 Run-directory plots (curves, confusion) read OUT/metrics.json and are written into that run
 directory by default; checkpoint plots (filters, features, saliency, gradcam, misclassified) are
 written into the current directory by default. ``--out FILE`` chooses the file, ``--svg`` adds an
-SVG beside the PNG. Imported by cnnkit.cli when the command line is built.
+SVG beside the PNG.
 """
 
 from __future__ import annotations
@@ -14,21 +14,24 @@ from pathlib import Path
 import numpy as np
 
 from cnnkit import viz
-from cnnkit.cli import UsageError, load_test_split, normalize, read_image, restore_model
+from cnnkit.cli.checkpoint import load_test_split, normalize, restore_model
+from cnnkit.cli.errors import UsageError
+from cnnkit.cli.images import read_image
+from cnnkit.cli.options import OneLineParser
 from cnnkit.data import to_float_nchw
 
 PLOT_KINDS = ("curves", "filters", "features", "confusion", "saliency", "gradcam", "misclassified")
 
 
-def add_plot_parser(commands, parser_class) -> None:
-    """Add `plot` and its sub-commands to the sub-parsers ``commands`` of `cnnkit`."""
+def add_parser(commands) -> None:
+    """Add `cnnkit plot` and its sub-commands (one per kind) to the sub-parsers ``commands``."""
     plot = commands.add_parser(
         "plot",
         help="draw training curves, filters, feature maps, confusion, saliency, Grad-CAM",
         description="Draw one picture of a run or a checkpoint as PNG (and SVG with --svg); "
         "needs matplotlib (pip install 'cnnkit[viz]'). `cnnkit plot KIND --help` for each kind.",
     )
-    kinds = plot.add_subparsers(dest="plot_kind", metavar="KIND", parser_class=parser_class)
+    kinds = plot.add_subparsers(dest="plot_kind", metavar="KIND", parser_class=OneLineParser)
     kinds.required = True
 
     output = argparse.ArgumentParser(add_help=False)
@@ -237,7 +240,7 @@ def _plot(args) -> list[Path]:
     return viz.plot_grad_cam(model, x, layer, path, target, names, pixels, svg)
 
 
-def command_plot(args) -> int:
+def run(args) -> int:
     """Run `cnnkit plot KIND`; print the written files, one per line."""
     try:
         written = _plot(args)
