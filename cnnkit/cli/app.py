@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from cnnkit import __version__
 from cnnkit.allocator import keep_freed_memory
 from cnnkit.cli import datasets, evaluate, gradcheck, models, plot, predict, summary, train
-from cnnkit.cli.errors import USER_ERRORS
+from cnnkit.cli.errors import report
 from cnnkit.cli.options import OneLineParser
 
 COMMANDS = {
@@ -37,15 +38,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line_warnings(command: str):
+    """A warnings.showwarning that prints ``cnnkit COMMAND: warning: MESSAGE`` on one line."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        print(f"cnnkit {command}: warning: {text}", file=sys.stderr if file is None else file)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the `cnnkit` command line; returns the exit status."""
+    """Run the `cnnkit` command line; returns the exit status.
+
+    Argument errors exit (SystemExit 2) while parsing, in one line. Every other error goes
+    through :func:`cnnkit.cli.errors.report`: one line and status 2 for the user's mistakes, the
+    traceback and how to report it with status 1 for a bug. Ctrl-C outside training: status 130.
+    """
     args = build_parser().parse_args(argv)
     keep_freed_memory()
-    try:
-        return COMMANDS[args.command].run(args)
-    except USER_ERRORS as error:
-        print(f"cnnkit {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"cnnkit {args.command}: interrupted", file=sys.stderr)
-        return 130
+    with warnings.catch_warnings():
+        warnings.showwarning = one_line_warnings(args.command)
+        try:
+            return COMMANDS[args.command].run(args)
+        except KeyboardInterrupt:
+            print(f"cnnkit {args.command}: interrupted", file=sys.stderr)
+            return 130
+        except Exception as error:  # noqa: BLE001 - the one boundary of the command line
+            return report(args.command, error)

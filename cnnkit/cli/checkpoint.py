@@ -9,6 +9,8 @@ from cnnkit.cli.errors import UsageError
 from cnnkit.data import load_dataset
 from cnnkit.io import Checkpoint, CheckpointError, load_checkpoint, load_model_state
 
+DATA_KEYS = ("dataset", "image_shape", "class_names", "mean", "std")
+
 
 def restore_model(path: str) -> tuple[object, Checkpoint, dict]:
     """Rebuild the model of a checkpoint and return it with the checkpoint and its data info."""
@@ -16,12 +18,22 @@ def restore_model(path: str) -> tuple[object, Checkpoint, dict]:
     config = dict(checkpoint.config)
     if config.get("name") not in models.list():
         raise CheckpointError(f"checkpoint {path} names unknown model {config.get('name')!r}")
-    model = models.get(**config)
+    try:
+        model = models.get(**config)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(
+            f"checkpoint {path} holds a model config cnnkit cannot build ({error})"
+        ) from None
     load_model_state(model, checkpoint, source=f"checkpoint {path}")
-    data = checkpoint.training_state.get("metadata", {}).get("data")
+    metadata = checkpoint.training_state.get("metadata")
+    data = metadata.get("data") if isinstance(metadata, dict) else None
     if data is None:
         raise CheckpointError(
             f"checkpoint {path} has no data metadata (not written by `cnnkit train`)"
+        )
+    if not isinstance(data, dict) or not all(key in data for key in DATA_KEYS):
+        raise CheckpointError(
+            f"checkpoint {path} has corrupt data metadata (expected {', '.join(DATA_KEYS)})"
         )
     model.eval()
     return model, checkpoint, data

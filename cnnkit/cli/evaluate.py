@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cnnkit.cli.checkpoint import load_test_split, normalize, restore_model
-from cnnkit.cli.options import positive
+from cnnkit.cli.options import FILE, FOLDER, POSITIVE, text
 from cnnkit.data import DataLoader
 from cnnkit.train import evaluate
 
@@ -15,12 +15,20 @@ def add_parser(commands) -> None:
         help="test accuracy of a checkpoint",
         description="Evaluate a checkpoint on the test split of its data set (or --dataset).",
     )
-    evaluate_cmd.add_argument("--checkpoint", required=True, help="checkpoint.npz of a run")
-    evaluate_cmd.add_argument("--dataset", help="data set (default: the one it was trained on)")
     evaluate_cmd.add_argument(
-        "--data-dir", help="folder holding the data sets (default $CNNKIT_DATA)"
+        "--checkpoint", type=FILE, required=True, help="checkpoint.npz of a run"
     )
-    evaluate_cmd.add_argument("--batch-size", type=positive(int), default=256)
+    evaluate_cmd.add_argument(
+        "--dataset",
+        type=text("a data set name"),
+        help="data set (default: the one it was trained on)",
+    )
+    evaluate_cmd.add_argument(
+        "--data-dir", type=FOLDER, help="folder holding the data sets (default $CNNKIT_DATA)"
+    )
+    evaluate_cmd.add_argument(
+        "--batch-size", type=POSITIVE, default=256, help="images per batch (default 256)"
+    )
 
 
 def run(args) -> int:

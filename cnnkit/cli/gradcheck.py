@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from cnnkit import models
-from cnnkit.cli.options import model_name, positive, shape
+from cnnkit.cli.errors import UsageError
+from cnnkit.cli.options import MAX_INPUT_VALUES, POSITIVE, SEED, model_name, number, shape
+from cnnkit.cli.summary import build_model
 from cnnkit.gradcheck import gradcheck
 
 
@@ -17,32 +20,43 @@ def add_parser(commands) -> None:
         description="Compare a zoo model's backward pass in float64 with central differences "
         "on random input; exit status 1 if the worst relative error exceeds the tolerance.",
     )
-    check.add_argument("--model", type=model_name, default="lenet5")
+    check.add_argument(
+        "--model", type=model_name, default="lenet5", help="zoo model (default lenet5)"
+    )
     check.add_argument(
         "--input-shape",
         type=shape,
         default=(1, 28, 28),
         help="C,H,W of one input (default 1,28,28)",
     )
-    check.add_argument("--batch", type=positive(int), default=2)
+    check.add_argument("--batch", type=POSITIVE, default=2, help="inputs (default 2)")
     check.add_argument(
         "--entries",
-        type=positive(int),
+        type=POSITIVE,
         default=20,
         help="random entries checked per array (default 20)",
     )
-    check.add_argument("--tolerance", type=positive(float), default=1e-5)
-    check.add_argument("--seed", type=int, default=0)
+    check.add_argument(
+        "--tolerance",
+        type=number(0, low_open=True),
+        default=1e-5,
+        help="largest relative error that passes (default 1e-5)",
+    )
+    check.add_argument(
+        "--seed", type=SEED, default=0, help="seed of the weights and the input (default 0)"
+    )
 
 
 def run(args) -> int:
     """Run `cnnkit gradcheck`: exit status 1 when the backward pass is off."""
-    model = models.get(
-        args.model,
-        num_classes=10,
-        in_channels=args.input_shape[0],
-        dtype="float64",
-        seed=args.seed,
+    values = args.batch * math.prod(args.input_shape)
+    if values > MAX_INPUT_VALUES:
+        raise UsageError(
+            f"argument --batch: expected at most {MAX_INPUT_VALUES:,} input values in all, got "
+            f"--batch {args.batch} of {','.join(map(str, args.input_shape))} ({values:,})"
+        )
+    model = build_model(
+        args.model, args.input_shape, num_classes=10, dtype="float64", seed=args.seed
     )
     x = np.random.default_rng(args.seed).standard_normal((args.batch, *args.input_shape))
     report = gradcheck(
