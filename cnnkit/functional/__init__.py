@@ -14,6 +14,14 @@ from cnnkit.functional.activation import (
     tanh,
     tanh_backward,
 )
+from cnnkit.functional.adaptive_pool import (
+    adaptive_avg_pool2d,
+    adaptive_avg_pool2d_backward,
+    adaptive_max_pool2d,
+    adaptive_max_pool2d_backward,
+    global_avg_pool2d,
+    global_avg_pool2d_backward,
+)
 from cnnkit.functional.conv import conv2d, conv2d_backward, conv2d_output_shape
 from cnnkit.functional.dropout import dropout, dropout_backward
 from cnnkit.functional.linear import flatten, flatten_backward, linear, linear_backward
@@ -24,20 +32,14 @@ from cnnkit.functional.loss import (
     mse_loss_backward,
 )
 from cnnkit.functional.norm import batch_norm, batch_norm_backward
-from cnnkit.functional.pool import (
-    adaptive_avg_pool2d,
-    adaptive_avg_pool2d_backward,
-    avg_pool2d,
-    avg_pool2d_backward,
-    global_avg_pool2d,
-    global_avg_pool2d_backward,
-    max_pool2d,
-    max_pool2d_backward,
-)
+from cnnkit.functional.pool import avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward
+from cnnkit.functional.unpool import max_unpool2d, max_unpool2d_backward
 
 __all__ = [
     "adaptive_avg_pool2d",
     "adaptive_avg_pool2d_backward",
+    "adaptive_max_pool2d",
+    "adaptive_max_pool2d_backward",
     "avg_pool2d",
     "avg_pool2d_backward",
     "batch_norm",
@@ -61,6 +63,8 @@ __all__ = [
     "log_softmax_backward",
     "max_pool2d",
     "max_pool2d_backward",
+    "max_unpool2d",
+    "max_unpool2d_backward",
     "mse_loss",
     "mse_loss_backward",
     "relu",

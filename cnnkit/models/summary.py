@@ -4,7 +4,7 @@ Output shapes come from running the model's own forward code on a zero batch in 
 each leaf layer's ``forward`` temporarily replaced by a recorder (restored afterwards, along with
 the train/eval flags and the backward caches, so the model is left as it was). By default the
 recorder does not compute: it returns zeros of the shape the layer's output-size formula gives
-(``compute_output_shape`` where the layer has one, the pooling formula otherwise), so the summary of
+(``compute_output_shape`` where the layer has one, a rule of its own otherwise), so the summary of
 a 299 x 299 Xception costs milliseconds; ``infer=False`` runs the real layers instead.
 A *leaf* is a module without children, or a SeparableConv2d (one row, as in Keras).
 """
@@ -15,10 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cnnkit.functional._args import output_size, resolve_padding
 from cnnkit.nn import (
-    AdaptiveAvgPool2d,
-    AvgPool2d,
     BatchNorm1d,
     BatchNorm2d,
     Conv2d,
@@ -29,7 +26,6 @@ from cnnkit.nn import (
     LeakyReLU,
     Linear,
     LogSoftmax,
-    MaxPool2d,
     Module,
     ReLU,
     SeparableConv2d,
@@ -114,22 +110,6 @@ def _check_channels(module: Module, shape: tuple[int, ...], expected: int) -> No
         )
 
 
-def _pool_output_shape(module, shape: tuple[int, ...]) -> tuple[int, ...]:
-    if len(shape) != 4:
-        raise ValueError(f"{type(module).__name__} expected 4-D input (N, C, H, W), got {shape}")
-    pad = resolve_padding(module.padding, shape[2:], module.kernel_size, module.stride, (1, 1))
-    out = tuple(
-        output_size(shape[2 + i], pad[i], module.kernel_size[i], module.stride[i], 1)
-        for i in range(2)
-    )
-    if min(out) < 1:
-        raise ValueError(
-            f"{type(module).__name__} kernel {module.kernel_size} is larger than the padded input "
-            f"(input shape {shape})"
-        )
-    return (*shape[:2], *out)
-
-
 def leaf_output_shape(module: Module, shape: tuple[int, ...]) -> tuple[int, ...] | None:
     """Output shape of a leaf layer from its formula, or None when the layer has no known rule."""
     shape = tuple(int(s) for s in shape)
@@ -153,10 +133,6 @@ def leaf_output_shape(module: Module, shape: tuple[int, ...]) -> tuple[int, ...]
                 f"{type(module).__name__} output shape {out} for input {shape} is empty"
             )
         return out
-    if isinstance(module, (MaxPool2d, AvgPool2d)):
-        return _pool_output_shape(module, shape)
-    if isinstance(module, AdaptiveAvgPool2d):
-        return (*shape[:2], *module.output_size)
     if isinstance(module, GlobalAvgPool2d):
         return shape[:2]
     if isinstance(module, Flatten):

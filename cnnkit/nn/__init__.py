@@ -9,10 +9,18 @@ from cnnkit.nn.linear import Flatten, Identity, Linear
 from cnnkit.nn.loss import CrossEntropyLoss, MSELoss
 from cnnkit.nn.module import Module, Parameter
 from cnnkit.nn.norm import BatchNorm1d, BatchNorm2d
-from cnnkit.nn.pool import AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, MaxPool2d
+from cnnkit.nn.pool import (
+    AdaptiveAvgPool2d,
+    AdaptiveMaxPool2d,
+    AvgPool2d,
+    GlobalAvgPool2d,
+    MaxPool2d,
+    MaxUnpool2d,
+)
 
 __all__ = [
     "AdaptiveAvgPool2d",
+    "AdaptiveMaxPool2d",
     "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
@@ -27,6 +35,7 @@ __all__ = [
     "LogSoftmax",
     "MSELoss",
     "MaxPool2d",
+    "MaxUnpool2d",
     "Module",
     "Parameter",
     "ReLU",

@@ -268,7 +268,8 @@ class CachedModule(Module):
 
     Subclasses write forward and backward for batched input. With ``batched_ndim`` set, an input
     with one dimension fewer (torch's unbatched form, e.g. (C, H, W) for a 2-D layer) gets a
-    batch axis of one in __call__, the output loses it, and backward removes it from dL/dx.
+    batch axis of one in __call__, the output loses it (each output, when forward returns a
+    tuple such as (out, indices)), and backward removes it from dL/dx.
     """
 
     batched_ndim: int | None = None
@@ -295,7 +296,7 @@ class CachedModule(Module):
         out = self.forward(x[None], *args, **kwargs)
         if self.__dict__.get("_pushes", 0) != pushes:
             self.__dict__["_calls"][-1].unbatched = True
-        return out[0]
+        return tuple(o[0] for o in out) if isinstance(out, tuple) else out[0]
 
     @property
     def _cache(self):
