@@ -63,10 +63,7 @@ class _Pool2d(CachedModule):
         return (*input_shape[:2], *geometry.out_hw)
 
     def extra_repr(self) -> str:
-        return (
-            f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding!r}, "
-            f"ceil_mode={self.ceil_mode}"
-        )
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding!r}"
 
 
 class MaxPool2d(_Pool2d):
@@ -114,7 +111,7 @@ class MaxPool2d(_Pool2d):
 
     def extra_repr(self) -> str:
         return (
-            f"{super().extra_repr()}, dilation={self.dilation}, "
+            f"{super().extra_repr()}, dilation={self.dilation}, ceil_mode={self.ceil_mode}, "
             f"return_indices={self.return_indices}"
         )
 
@@ -164,7 +161,8 @@ class AvgPool2d(_Pool2d):
 
     def extra_repr(self) -> str:
         return (
-            f"{super().extra_repr()}, count_include_pad={self.count_include_pad}, "
+            f"{super().extra_repr()}, ceil_mode={self.ceil_mode}, "
+            f"count_include_pad={self.count_include_pad}, "
             f"divisor_override={self.divisor_override}"
         )
 
