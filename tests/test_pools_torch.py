@@ -112,7 +112,59 @@ def test_max_pool2d_equals_torch(case):
             ours(x)
         return
     with patch.object(_compiled, "ENABLED", compiled and _compiled.ENABLED):
-        compare(ours, theirs, x, dtype, f"MaxPool2d {options} on {x.shape}")
+        if windows_in_padding_only(options, x.shape):
+            compare_windows_in_padding_only(options, x, dtype)
+        else:
+            compare(ours, theirs, x, dtype, f"MaxPool2d {options} on {x.shape}")
+
+
+def inside_windows(options, shape):
+    """Per axis, whether each max-pool window has a dilated tap inside the input."""
+    theirs = torch.nn.MaxPool2d(**dict(options, return_indices=False))
+    out_hw = theirs(torch.zeros((1, 1, *shape[-2:]))).shape[-2:]
+    inside = []
+    for axis in range(2):
+        kernel, stride = options["kernel_size"][axis], (options["stride"] or options["kernel_size"])
+        taps = stride[axis] * np.arange(out_hw[axis])[:, None] - options["padding"][axis]
+        taps = taps + options["dilation"][axis] * np.arange(kernel)[None, :]
+        inside.append(((taps >= 0) & (taps < shape[-2 + axis])).any(axis=1))
+    return inside
+
+
+def windows_in_padding_only(options, shape) -> bool:
+    return not all(axis.all() for axis in inside_windows(options, shape))
+
+
+def compare_windows_in_padding_only(options, x, dtype):
+    """Dilated windows whose every tap is padding: torch gives -inf and the index its kernel
+    starts from (which may lie outside the plane); its backward then writes at that index, out
+    of bounds of the gradient (heap corruption), so only its forward pass is the oracle here.
+    cnnkit returns the same values and indices and sends those windows no gradient."""
+    options = dict(options, return_indices=True)
+    expected, expected_indices = torch.nn.MaxPool2d(**options)(torch.tensor(x))
+    ours = nn.MaxPool2d(**options)
+    out, indices = ours(x)
+    np.testing.assert_array_equal(out, expected.numpy())
+    np.testing.assert_array_equal(indices, expected_indices.numpy())
+    rows, columns = inside_windows(options, x.shape)
+    dout = np.random.default_rng(1).standard_normal(out.shape).astype(dtype)
+    kept = dout * (rows[:, None] & columns[None, :])
+    planes = kept.reshape(-1, kept.shape[-2] * kept.shape[-1])
+    expected_dx = np.zeros((planes.shape[0], x.shape[-2] * x.shape[-1]), dtype)
+    where = np.where(kept != 0, indices, 0).reshape(planes.shape)
+    np.add.at(expected_dx, (np.arange(planes.shape[0])[:, None], where), planes)
+    close(ours.backward(dout), expected_dx.reshape(x.shape), dtype, "MaxPool2d dL/dx")
+
+
+def test_dilated_windows_in_the_padding_only_match_torch_forward_and_get_no_gradient():
+    """1x1 input, 2-tap windows dilated by 2 from the padding: taps at -1 and 1, both outside."""
+    options = dict(kernel_size=(2, 1), stride=(1, 1), padding=(1, 0), dilation=(2, 1))
+    assert windows_in_padding_only(options, (1, 1, 1, 1))
+    out, indices = nn.MaxPool2d(**options, return_indices=True)(np.ones((1, 1, 1, 1)))
+    assert out.ravel().tolist() == [-np.inf] and indices.ravel().tolist() == [1]
+    compare_windows_in_padding_only(
+        dict(options, ceil_mode=False), np.ones((1, 1, 1, 1)), np.float64
+    )
 
 
 @st.composite
