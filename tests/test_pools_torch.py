@@ -235,12 +235,13 @@ def test_adaptive_avg_pool2d_equals_torch(case):
 
 
 @SETTINGS
-@given(adaptive_cases(), st.booleans())
-def test_adaptive_max_pool2d_equals_torch(case, return_indices):
+@given(adaptive_cases(), st.booleans(), st.booleans())
+def test_adaptive_max_pool2d_equals_torch(case, return_indices, compiled):
     output_size, x, dtype = case
     ours = nn.AdaptiveMaxPool2d(output_size, return_indices)
     theirs = torch.nn.AdaptiveMaxPool2d(output_size, return_indices)
-    compare(ours, theirs, x, dtype, f"AdaptiveMaxPool2d({output_size!r}) on {x.shape}")
+    with patch.object(_compiled, "ENABLED", compiled and _compiled.ENABLED):
+        compare(ours, theirs, x, dtype, f"AdaptiveMaxPool2d({output_size!r}) on {x.shape}")
 
 
 @pytest.mark.parametrize(

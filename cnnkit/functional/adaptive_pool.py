@@ -4,9 +4,11 @@ Output row i of an adaptive pool covers input rows [floor(i*H/out), ceil((i+1)*H
 likewise), so the bins tile the input and overlap by at most a row when out does not divide H.
 Averaging over the bins is linear and separable: y = A x B^T per plane, with A (out_h, H) and
 B (out_w, W) holding 1/|bin| inside each bin, so forward and backward are two matrix products.
-The maximum visits the taps of the largest bin as whole-array gathers (no loop over windows),
-with the rules of torch's CPU kernel: the first maximum in row-major order wins ties, a NaN
-always wins, and a bin of -inf keeps its first input.
+The maximum is separable too (over the column bins, then the row bins), each a whole-array
+pass per position in the longest bin (no loop over windows), with the rules of torch's CPU
+kernel: the first maximum in row-major order wins ties, a NaN always wins, and a bin of -inf
+keeps its first input. With numba, a compiled loop (cnnkit.functional._compiled) visits each
+bin once instead.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numbers
 
 import numpy as np
 
+from cnnkit.functional import _compiled
 from cnnkit.functional._args import check_4d
 
 
@@ -91,39 +94,67 @@ def adaptive_max_pool2d(x: np.ndarray, output_size, return_indices: bool = False
     position h*W + w in x[n, c] of each maximum (torch.nn.functional.adaptive_max_pool2d).
     """
     check_4d(x, "adaptive_max_pool2d")
-    height, width = x.shape[2:]
+    n, c, height, width = x.shape
     out_h, out_w = resolve_output_size(output_size, x.shape[2:], "adaptive_max_pool2d")
-    (row0, row1), (col0, col1) = adaptive_bins(height, out_h), adaptive_bins(width, out_w)
-    best = np.full(x.shape[:2] + (out_h, out_w), -np.inf, dtype=x.dtype)
-    indices = np.broadcast_to(row0[:, None] * width + col0[None, :], best.shape).copy()
-    has_nan = bool(np.isnan(x).any())
-    for u in range(int((row1 - row0).max())):
-        rows = np.minimum(row0 + u, height - 1)[:, None]
-        for v in range(int((col1 - col0).max())):
-            columns = np.minimum(col0 + v, width - 1)[None, :]
-            window = x[:, :, rows, columns]
-            better = window > best
-            if has_nan:
-                better |= np.isnan(window)
-            better &= ((row0 + u < row1)[:, None] & (col0 + v < col1)[None, :])[None, None]
-            np.copyto(best, window, where=better)
-            np.copyto(indices, rows * width + columns, where=better)
-    cache = (x.shape, indices)
+    if _compiled.ENABLED:
+        best = np.empty((n, c, out_h, out_w), dtype=x.dtype)
+        indices = np.empty(best.shape, dtype=np.int64)
+        bins = (*adaptive_bins(height, out_h), *adaptive_bins(width, out_w))
+        _compiled.adaptive_max_pool(np.ascontiguousarray(x), *bins, best, indices)
+    else:
+        best, indices = _separable_max(x, out_h, out_w)
+    cache = (x.shape, indices, height % out_h == 0 and width % out_w == 0)
     return ((best, indices) if return_indices else best), cache
+
+
+def _separable_max(x: np.ndarray, out_h: int, out_w: int):
+    """adaptive_max_pool2d's (out, indices) in NumPy: over the column bins, then the row bins.
+
+    The first row holding a window's maximum and, in it, the first column is the row-major
+    first maximum (and the last NaN row's last NaN the row-major last NaN): torch's winner.
+    """
+    n, c, height, width = x.shape
+    has_nan = bool(np.isnan(x).any())
+    # (H, W, N*C): every pass below runs along N*C, a long inner loop even for small planes
+    planes_last = np.ascontiguousarray(x.reshape(n * c, height, width).transpose(1, 2, 0))
+    across, column = _bin_max(planes_last, out_w, 1, has_nan)
+    best, row = _bin_max(across, out_h, 0, has_nan)
+    indices = row * width + np.take_along_axis(column, row, axis=0)
+    return tuple(a.transpose(2, 0, 1).reshape(n, c, out_h, out_w) for a in (best, indices))
+
+
+def _bin_max(x: np.ndarray, out: int, axis: int, has_nan: bool):
+    """Maximum over each adaptive bin along ``axis`` and its position: the first maximum, or
+    the last NaN, one whole-array pass per position in the longest bin."""
+    size = x.shape[axis]
+    start, end = adaptive_bins(size, out)
+    shape = [1] * x.ndim
+    shape[axis] = out
+    best = np.take(x, start, axis=axis)
+    where = np.broadcast_to(start.reshape(shape), best.shape).copy()
+    for offset in range(1, int((end - start).max())):
+        position = np.minimum(start + offset, size - 1)
+        values = np.take(x, position, axis=axis)
+        better = values > best
+        if has_nan:
+            better |= np.isnan(values)
+        better &= (start + offset < end).reshape(shape)
+        np.copyto(best, values, where=better)
+        np.copyto(where, position.reshape(shape), where=better)
+    return best, where
 
 
 def adaptive_max_pool2d_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
     """dL/dx: each bin's gradient goes to its maximum (summed where overlapping bins share one)."""
-    shape, indices = cache
-    return scatter_add(dout, indices, shape)
-
-
-def scatter_add(values: np.ndarray, indices: np.ndarray, shape) -> np.ndarray:
-    """out (shape) with out[n, c].flat[indices[n, c, ...]] += values[n, c, ...], repeats summed."""
+    shape, indices, disjoint = cache
     planes, area = shape[0] * shape[1], shape[2] * shape[3]
+    if disjoint:  # bins that tile the input: every input is at most one bin's maximum
+        dx = np.zeros((planes, area), dtype=dout.dtype)
+        np.put_along_axis(dx, indices.reshape(planes, -1), dout.reshape(planes, -1), axis=1)
+        return dx.reshape(shape)
     flat = indices.reshape(planes, -1) + area * np.arange(planes)[:, None]
-    total = np.bincount(flat.ravel(), weights=values.ravel(), minlength=planes * area)
-    return total.reshape(shape).astype(values.dtype, copy=False)
+    total = np.bincount(flat.ravel(), weights=dout.ravel(), minlength=planes * area)
+    return total.reshape(shape).astype(dout.dtype, copy=False)
 
 
 def global_avg_pool2d(x: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
