@@ -46,20 +46,20 @@ def draw_input(draw, dtype, ties: bool):
     return values.astype(dtype)
 
 
-def run_torch(module, x, *extra):
+def run_torch(module, x):
     """torch's output(s) and dL/dx for the upstream gradient ``dout`` of the first output."""
     xt = torch.tensor(x, requires_grad=True)
-    out = module(xt, *extra)
+    out = module(xt)
     first = out[0] if isinstance(out, tuple) else out
     dout = np.random.default_rng(1).standard_normal(tuple(first.shape)).astype(x.dtype)
     first.backward(torch.tensor(dout))
     return out, dout, xt.grad
 
 
-def compare(ours, theirs, x, dtype, what, *extra):
+def compare(ours, theirs, x, dtype, what):
     """Run both modules on x and compare the outputs, the indices and dL/dx."""
-    expected, dout, expected_dx = run_torch(theirs, x, *extra)
-    out = ours(x, *[e.numpy() if isinstance(e, torch.Tensor) else e for e in extra])
+    expected, dout, expected_dx = run_torch(theirs, x)
+    out = ours(x)
     if isinstance(expected, tuple):
         (out, indices), (expected, expected_indices) = out, expected
         np.testing.assert_array_equal(indices, expected_indices.numpy(), err_msg=what)
@@ -281,14 +281,14 @@ def unpool_cases(draw):
     # distinct values: the pool's indices do not depend on how ties break
     x = rng.permutation(np.prod(shape)).reshape(shape).astype(dtype)
     given_size = draw(st.sampled_from(["none", "input", "input4"]))
-    return kernel, stride, padding, x, dtype, given_size
+    return kernel, stride, padding, draw(st.booleans()), x, dtype, given_size
 
 
 @SETTINGS
 @given(unpool_cases())
 def test_max_unpool2d_after_max_pool2d_equals_torch(case):
-    kernel, stride, padding, x, dtype, given_size = case
-    pool = torch.nn.MaxPool2d(kernel, stride, padding, return_indices=True)
+    kernel, stride, padding, ceil_mode, x, dtype, given_size = case
+    pool = torch.nn.MaxPool2d(kernel, stride, padding, return_indices=True, ceil_mode=ceil_mode)
     pooled, indices = pool(torch.tensor(x))
     output_size = {"none": None, "input": x.shape[-2:], "input4": (1, 1, *x.shape[-2:])}
     output_size = output_size[given_size]
@@ -296,14 +296,15 @@ def test_max_unpool2d_after_max_pool2d_equals_torch(case):
         output_size = x.shape[-2:]
     ours = nn.MaxUnpool2d(kernel, stride, padding)
     theirs = torch.nn.MaxUnpool2d(kernel, stride, padding)
-    ours_pool = nn.MaxPool2d(kernel, stride, padding, return_indices=True)
+    ours_pool = nn.MaxPool2d(kernel, stride, padding, return_indices=True, ceil_mode=ceil_mode)
     our_pooled, our_indices = ours_pool(x)
     np.testing.assert_array_equal(our_indices, indices.numpy())
     xt = pooled.detach().clone().requires_grad_(True)
     try:
         expected = theirs(xt, indices, output_size)
-    except RuntimeError:  # the default size is smaller than the input: indices past its end
-        with pytest.raises(ValueError, match="max_unpool2d found an invalid max index"):
+    except (RuntimeError, ValueError) as error:  # indices past the end, or a size out of range
+        match = "invalid max index" if isinstance(error, RuntimeError) else "output_size"
+        with pytest.raises(ValueError, match=f"^max_unpool2d.*{match}"):
             ours(our_pooled, our_indices, output_size)
         return
     dout = np.random.default_rng(2).standard_normal(tuple(expected.shape)).astype(dtype)
