@@ -5,7 +5,7 @@ gathers ("taps"): one index per output position (nearest) or two indices and two
 (linear). The backward pass applies the adjoint of each axis in reverse order: every output
 gradient is added, times its weight, into the input position it was read from. That adjoint
 is itself a set of taps (for each input, the outputs that read it), so both directions are
-gathers over whole arrays (``np.take``), never a scatter loop or ``np.add.at``.
+gathers over whole arrays (``np.take``), never a scatter loop or an unbuffered scatter-add.
 
 Index rules (PyTorch's CPU kernels, ATen ``UpSample.h``), for an axis of ``n`` inputs and
 ``m`` outputs, with ``scale = 1 / scale_factor`` when a scale factor was given and not

@@ -171,10 +171,16 @@ class Gather(CachedModule):
 
     def backward(self, dout: np.ndarray):
         shape, indices, axis = self._take_cache()
-        dx = np.zeros(shape, dtype=dout.dtype)
-        moved = np.moveaxis(dx, axis, 0)
         grads = np.moveaxis(dout, tuple(range(axis, axis + indices.ndim)), range(indices.ndim))
-        np.add.at(moved, indices % shape[axis], grads)
+        flat = (np.asarray(indices) % shape[axis]).reshape(-1)
+        rest = shape[:axis] + shape[axis + 1 :]
+        rows = grads.reshape(flat.size, -1)
+        summed = np.zeros((shape[axis], rows.shape[1]), dtype=dout.dtype)
+        if flat.size:  # repeated indices: sort, then one segment sum per distinct index
+            order = np.argsort(flat, kind="stable")
+            targets, starts = np.unique(flat[order], return_index=True)
+            summed[targets] = np.add.reduceat(rows[order], starts, axis=0)
+        dx = np.moveaxis(summed.reshape((shape[axis], *rest)), 0, axis)
         return dx if self.indices is not None else (dx, None)
 
     def extra_repr(self) -> str:
