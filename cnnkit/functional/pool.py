@@ -234,10 +234,21 @@ def adaptive_bins(size: int, out: int) -> list[tuple[int, int]]:
     return [((i * size) // out, -(-((i + 1) * size) // out)) for i in range(out)]
 
 
+def adaptive_output_size(output_size, input_hw: tuple[int, int]) -> tuple[int, int]:
+    """``output_size`` as (out_h, out_w): an int, or a pair whose None entries keep that input
+    size (torch's rule)."""
+    if output_size is None or isinstance(output_size, (tuple, list)) and len(output_size) == 2:
+        sizes = (None, None) if output_size is None else tuple(output_size)
+        output_size = tuple(
+            size if v is None else v for v, size in zip(sizes, input_hw, strict=True)
+        )
+    return pair(output_size, "output_size")
+
+
 def adaptive_avg_pool2d(x: np.ndarray, output_size) -> tuple[np.ndarray, tuple]:
     """Average over PyTorch's adaptive bins so that the output is exactly ``output_size``."""
     check_4d(x, "adaptive_avg_pool2d")
-    out_h, out_w = pair(output_size, "output_size")
+    out_h, out_w = adaptive_output_size(output_size, x.shape[2:])
     row_bins = adaptive_bins(x.shape[2], out_h)
     col_bins = adaptive_bins(x.shape[3], out_w)
     out = np.empty(x.shape[:2] + (out_h, out_w), dtype=x.dtype)
@@ -256,6 +267,36 @@ def adaptive_avg_pool2d_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
             area = (r1 - r0) * (c1 - c0)
             dx[:, :, r0:r1, c0:c1] += (dout[:, :, i, j] / area)[:, :, None, None]
     return dx
+
+
+def adaptive_max_pool2d(x: np.ndarray, output_size) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """Maximum over PyTorch's adaptive bins; also the flat index into H * W of each maximum
+    (the first one, row by row, on a tie), as torch's return_indices gives."""
+    check_4d(x, "adaptive_max_pool2d")
+    out_h, out_w = adaptive_output_size(output_size, x.shape[2:])
+    row_bins = adaptive_bins(x.shape[2], out_h)
+    col_bins = adaptive_bins(x.shape[3], out_w)
+    out = np.empty(x.shape[:2] + (out_h, out_w), dtype=x.dtype)
+    indices = np.empty(x.shape[:2] + (out_h, out_w), dtype=np.int64)
+    width = x.shape[3]
+    for i, (r0, r1) in enumerate(row_bins):
+        for j, (c0, c1) in enumerate(col_bins):
+            window = x[:, :, r0:r1, c0:c1].reshape(x.shape[:2] + (-1,))
+            best = window.argmax(axis=2)
+            out[:, :, i, j] = np.take_along_axis(window, best[..., None], axis=2)[..., 0]
+            rows, cols = np.divmod(best, c1 - c0)
+            indices[:, :, i, j] = (r0 + rows) * width + c0 + cols
+    return out, indices, (x.shape, indices)
+
+
+def adaptive_max_pool2d_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
+    """dL/dx: each bin's gradient goes to its maximum (added up where bins overlap)."""
+    input_shape, indices = cache
+    n, c, h, w = input_shape
+    dx = np.zeros((n * c, h * w), dtype=dout.dtype)
+    rows = np.repeat(np.arange(n * c), indices[0, 0].size)
+    np.add.at(dx, (rows, indices.reshape(-1)), dout.reshape(-1))
+    return dx.reshape(input_shape)
 
 
 def global_avg_pool2d(x: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:

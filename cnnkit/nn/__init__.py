@@ -5,7 +5,7 @@ from cnnkit.nn.activation import LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, 
 from cnnkit.nn.container import Residual, Sequential
 from cnnkit.nn.conv import Conv1d, Conv2d, SeparableConv2d
 from cnnkit.nn.conv_transpose import ConvTranspose2d
-from cnnkit.nn.dropout import Dropout
+from cnnkit.nn.dropout import Dropout, Dropout2d
 from cnnkit.nn.graph import Graph
 from cnnkit.nn.join import Add, Concat, Split
 from cnnkit.nn.linear import Flatten, Identity, Linear
@@ -39,7 +39,13 @@ from cnnkit.nn.padding import (
     ReplicationPad2d,
     ZeroPad2d,
 )
-from cnnkit.nn.pool import AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, MaxPool2d
+from cnnkit.nn.pool import (
+    AdaptiveAvgPool2d,
+    AdaptiveMaxPool2d,
+    AvgPool2d,
+    GlobalAvgPool2d,
+    MaxPool2d,
+)
 from cnnkit.nn.resample import (
     ChannelShuffle,
     PixelShuffle,
@@ -52,6 +58,7 @@ from cnnkit.nn.sample_norm import GroupNorm, InstanceNorm1d, InstanceNorm2d, Lay
 
 __all__ = [
     "AdaptiveAvgPool2d",
+    "AdaptiveMaxPool2d",
     "Add",
     "AvgPool2d",
     "BCEWithLogitsLoss",
@@ -66,6 +73,7 @@ __all__ = [
     "ConvTranspose2d",
     "CrossEntropyLoss",
     "Dropout",
+    "Dropout2d",
     "ELU",
     "Flatten",
     "GELU",

@@ -309,7 +309,7 @@ class CachedModule(Module):
         out = self.forward(x[None], *args, **kwargs)
         if self.__dict__.get("_pushes", 0) != pushes:
             self.__dict__["_calls"][-1].unbatched = True
-        return out[0]
+        return tuple(part[0] for part in out) if isinstance(out, tuple) else out[0]
 
     @property
     def _cache(self):

@@ -82,13 +82,15 @@ class AdaptiveAvgPool2d(CachedModule):
 
     Shape:
         (N, C, H, W) -> (N, C, *output_size); bin i spans [floor(i*H/out), ceil((i+1)*H/out)).
+        A None in ``output_size`` keeps that input size.
     """
 
     batched_ndim = 4
 
     def __init__(self, output_size):
         super().__init__()
-        self.output_size = pair(output_size, "output_size")
+        F.adaptive_output_size(output_size, (1, 1))
+        self.output_size = output_size if isinstance(output_size, int) else tuple(output_size)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._check_input(x)
@@ -116,3 +118,30 @@ class GlobalAvgPool2d(CachedModule):
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         return F.global_avg_pool2d_backward(dout, self._take_cache())
+
+
+class AdaptiveMaxPool2d(CachedModule):
+    """Max pooling to a fixed output size with PyTorch's bins (torch.nn.AdaptiveMaxPool2d).
+
+    Shape: as AdaptiveAvgPool2d. ``return_indices=True`` also returns the flat index into
+    H * W of each maximum; backward takes the gradient of the pooled output only.
+    """
+
+    batched_ndim = 4
+
+    def __init__(self, output_size, return_indices: bool = False):
+        super().__init__()
+        F.adaptive_output_size(output_size, (1, 1))
+        self.output_size = output_size if isinstance(output_size, int) else tuple(output_size)
+        self.return_indices = bool(return_indices)
+
+    def forward(self, x: np.ndarray):
+        self._check_input(x)
+        out, indices, self._cache = F.adaptive_max_pool2d(x, self.output_size)
+        return (out, indices) if self.return_indices else out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        return F.adaptive_max_pool2d_backward(dout, self._take_cache())
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
