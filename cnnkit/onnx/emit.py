@@ -16,6 +16,7 @@ import numpy as np
 
 from cnnkit import nn
 from cnnkit.functional._args import resolve_padding
+from cnnkit.functional.pool import adaptive_output_size
 from cnnkit.models.layers import GlobalMaxPool2d
 from cnnkit.models.resnet import ZeroPadShortcut
 from cnnkit.onnx.trace import ExportError, GraphBuilder
@@ -252,15 +253,24 @@ def pool(b, m, names, xs, y):
 @emits(nn.AdaptiveAvgPool2d)
 def adaptive_avg_pool(b, m, names, xs, y):
     """AdaptiveAvgPool2d -> GlobalAveragePool (output 1x1) or AveragePool (sizes dividing)."""
-    if m.output_size == (1, 1):
-        return b.node("GlobalAveragePool", names)
     size = xs[0].shape[2:]
-    if any(size[i] % m.output_size[i] for i in range(2)):
+    out = adaptive_output_size(m.output_size, size)
+    if out == (1, 1):
+        return b.node("GlobalAveragePool", names)
+    if any(size[i] % out[i] for i in range(2)):
         raise ExportError(
-            f"layer {b.scope!r}: adaptive pooling of {size} to {m.output_size} has unequal bins"
+            f"layer {b.scope!r}: adaptive pooling of {size} to {out} has unequal bins"
         )
-    kernel = [size[i] // m.output_size[i] for i in range(2)]
+    kernel = [size[i] // out[i] for i in range(2)]
     return b.node("AveragePool", names, kernel_shape=kernel, strides=kernel)
+
+
+@emits(nn.AdaptiveMaxPool2d)
+def adaptive_max_pool(b, m, names, xs, y):
+    """AdaptiveMaxPool2d to 1x1 -> GlobalMaxPool (other sizes have no ONNX operator)."""
+    if m.return_indices or adaptive_output_size(m.output_size, xs[0].shape[2:]) != (1, 1):
+        raise ExportError(f"layer {b.scope!r}: only AdaptiveMaxPool2d(1) without indices")
+    return b.node("GlobalMaxPool", names)
 
 
 @emits(nn.GlobalAvgPool2d, GlobalMaxPool2d)

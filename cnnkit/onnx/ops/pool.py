@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from cnnkit.nn import AdaptiveAvgPool2d, AvgPool2d, ConstantPad2d, MaxPool2d, Sequential
+from cnnkit.nn import (
+    AdaptiveAvgPool2d,
+    AdaptiveMaxPool2d,
+    AvgPool2d,
+    ConstantPad2d,
+    MaxPool2d,
+    Sequential,
+)
 from cnnkit.onnx.layers.reduce import Reduce
 from cnnkit.onnx.ops.conv import window_padding, with_padding
 from cnnkit.onnx.registry import NodeContext, register
@@ -64,11 +71,14 @@ def global_average_pool(ctx: NodeContext):
     rank = ctx.rank(0)
     if rank not in (None, 4):
         ctx.fail(f"only 4-D input is supported, got rank {rank}")
-    return AdaptiveAvgPool2d(1)
+    return AdaptiveAvgPool2d((1, 1))
 
 
 @register("GlobalMaxPool")
 def global_max_pool(ctx: NodeContext):
-    """GlobalMaxPool -> the maximum over every spatial axis, kept as size 1."""
-    rank = ctx.rank(0) or 4
+    """GlobalMaxPool -> AdaptiveMaxPool2d(1) for 4-D input, else the maximum over every spatial
+    axis kept as size 1 (Reduce)."""
+    rank = ctx.rank(0)
+    if rank in (None, 4):
+        return AdaptiveMaxPool2d((1, 1))
     return Reduce("max", axes=tuple(range(2, rank)), keepdims=True)
