@@ -16,7 +16,6 @@ import json
 import os
 import tempfile
 import warnings
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 from cnnkit import models
 from cnnkit.nn.module import Module
 from cnnkit.weights import (
+    DAMAGED_NPZ,
     LAYOUTS,
     WeightsError,
     convert_state,
@@ -120,30 +120,48 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """Read a file written by :func:`save_checkpoint` (no pickle is ever loaded)."""
+    """Read a file written by :func:`save_checkpoint` (no pickle is ever loaded).
+
+    A truncated, bit-flipped (the zip's CRC-32 of every array is checked) or otherwise damaged
+    file raises a one-line CheckpointError; nothing is half-loaded.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise CheckpointError(f"checkpoint {path} is not a readable .npz file ({error})") from None
+    except DAMAGED_NPZ as error:
+        raise CheckpointError(
+            f"checkpoint {path} is not a readable .npz file ({type(error).__name__}: {error})"
+        ) from None
     if META_KEY not in arrays:
         raise CheckpointError(f"checkpoint {path} has no {META_KEY} entry; not a cnnkit checkpoint")
     try:
         meta = json.loads(arrays.pop(META_KEY).tobytes().decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CheckpointError(f"checkpoint {path} has corrupt metadata ({error})") from None
-    if meta.get("format_version") != FORMAT_VERSION:
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        found = meta.get("format_version") if isinstance(meta, dict) else None
         raise CheckpointError(
-            f"checkpoint {path} has format version {meta.get('format_version')!r}, "
-            f"expected {FORMAT_VERSION}"
+            f"checkpoint {path} has format version {found!r}, expected {FORMAT_VERSION}"
         )
+    if not isinstance(meta.get("config"), dict) or not isinstance(meta.get("training_state"), dict):
+        raise CheckpointError(
+            f"checkpoint {path} has corrupt metadata (expected a config and a training_state "
+            "object)"
+        )
+    try:
+        training_state = _join_arrays(meta["training_state"], arrays)
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(
+            f"checkpoint {path} has corrupt metadata (training state refers to a missing array "
+            f"{error})"
+        ) from None
     model_state = {
         k[len(MODEL_PREFIX) :]: v for k, v in arrays.items() if k.startswith(MODEL_PREFIX)
     }
-    return Checkpoint(meta["config"], model_state, _join_arrays(meta["training_state"], arrays))
+    return Checkpoint(meta["config"], model_state, training_state)
 
 
 def load_model_state(model: Module, checkpoint: Checkpoint, source: str = "checkpoint") -> None:
@@ -168,7 +186,12 @@ def load(path: str | os.PathLike) -> Module:
     checkpoint = load_checkpoint(path)
     if "name" not in checkpoint.config:
         raise CheckpointError(f"checkpoint {path} has no model config to rebuild the model from")
-    model = models.get(**checkpoint.config)
+    try:
+        model = models.get(**checkpoint.config)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(
+            f"checkpoint {path} holds a model config cnnkit cannot build ({error})"
+        ) from None
     load_model_state(model, checkpoint, source=f"checkpoint {path}")
     return model
 

@@ -6,7 +6,10 @@ This is what `cnnkit train` runs; it is equally usable from Python::
 
 A run directory receives ``checkpoint.npz`` (after every epoch, atomically) and ``metrics.json``;
 with ``plots`` also curves.png, confusion.png and filters.png (cnnkit.viz), with ``tensorboard``
-a ``tensorboard/`` folder of tensorboardX event files (cnnkit.tensorboard).
+a ``tensorboard/`` folder of tensorboardX event files (cnnkit.tensorboard). The directory is
+locked for the run and never one holding other files (cnnkit.rundir). With ``interruptible``,
+SIGINT or SIGTERM stop the run at the next step boundary with a checkpoint of that exact point
+(cnnkit.train.TrainingInterrupted); resuming from it continues bit for bit.
 
 With ``distributed`` the run is one rank of an MPI job (cnnkit.distributed): the global batch of
 ``batch_size`` is sharded over the ranks, evaluation too, and rank 0 alone writes files.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -35,15 +39,14 @@ from cnnkit.data import (
     train_val_split,
 )
 from cnnkit.distributed import Communicator, run_on_root, sync_batch_norm
-from cnnkit.io import CheckpointError, atomic_write, load_checkpoint
+from cnnkit.io import Checkpoint, CheckpointError, atomic_write, load_checkpoint
 from cnnkit.nn.loss import CrossEntropyLoss
+from cnnkit.rundir import CHECKPOINT_NAME, METRICS_NAME, RunDirectory
 from cnnkit.train import EarlyStopping, Trainer, evaluate
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("none", "step", "cosine", "xception")
 AUGMENTATIONS = ("none", "shift", "crop-flip")
-CHECKPOINT_NAME = "checkpoint.npz"
-METRICS_NAME = "metrics.json"
 
 
 class RunError(ValueError):
@@ -68,6 +71,7 @@ class TrainSettings:
     seed: int = 0
     augment: str = "none"
     val_split: float = 0.1
+    limit: int | None = None
     patience: int | None = None
     grad_clip: float | None = None
     label_smoothing: float = 0.0
@@ -80,6 +84,7 @@ class TrainSettings:
     tensorboard: bool = False
     distributed: bool = False
     sync_batch_norm: bool = False
+    interruptible: bool = False
 
 
 def build_optimizer(settings: TrainSettings, parameters) -> optim.Optimizer:
@@ -146,30 +151,32 @@ def with_normalization(augmentation, mean, std):
     return normalize if augmentation is None else Compose([augmentation, normalize])
 
 
-def prepare_output(settings: TrainSettings) -> Path:
-    """Create and check the run directory; refuse to overwrite an earlier run unless asked."""
-    if settings.out is None:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        out = Path("runs") / f"{settings.model}-{settings.dataset.replace(':', '_')}-{stamp}"
-    else:
-        out = Path(settings.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".cnnkit-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as error:
-        raise RunError(f"output directory {out} is not writable ({error.strerror})") from None
-    existing = out / CHECKPOINT_NAME
-    resuming_here = (
-        settings.resume is not None and Path(settings.resume).resolve() == existing.resolve()
-    )
-    if existing.exists() and not (settings.overwrite or resuming_here):
-        raise RunError(
-            f"output directory {out} already holds a run ({CHECKPOINT_NAME}); pass --resume "
-            f"{existing}, --overwrite, or another --out"
+def output_path(settings: TrainSettings) -> Path:
+    """The run directory: ``out``, or runs/MODEL-DATASET-TIME by default."""
+    if settings.out is not None:
+        return Path(settings.out)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{settings.model}-{settings.dataset.replace(':', '_')}-{stamp}"
+
+
+def resumes_in_place(settings: TrainSettings, out: Path) -> bool:
+    """Whether the run resumes from the checkpoint in its own run directory."""
+    if settings.resume is None:
+        return False
+    return Path(settings.resume).resolve() == (out / CHECKPOINT_NAME).resolve()
+
+
+def load_resume_checkpoint(settings: TrainSettings) -> Checkpoint | None:
+    """The checkpoint to resume from, refused before anything is written if it does not fit."""
+    if settings.resume is None:
+        return None
+    checkpoint = load_checkpoint(settings.resume)
+    trained_on = checkpoint.training_state.get("metadata", {}).get("data", {}).get("dataset")
+    if trained_on not in (None, settings.dataset):
+        raise CheckpointError(
+            f"checkpoint {settings.resume} was trained on {trained_on!r}, not {settings.dataset!r}"
         )
-    return out
+    return checkpoint
 
 
 def data_metadata(train: Dataset, settings: TrainSettings, mean, std) -> dict:
@@ -242,16 +249,39 @@ def train_loader_for(settings, train_set, train_idx, transform, communicator) ->
     )
 
 
+def limited(dataset: Dataset, limit: int | None) -> Dataset:
+    """The first ``limit`` samples of ``dataset`` (all of them without a limit)."""
+    if limit is None or limit >= len(dataset):
+        return dataset
+    return dataset.subset(np.arange(limit))
+
+
 def run(settings: TrainSettings) -> dict:
     """Train, evaluate on the test split, write metrics.json and the checkpoint; return metrics."""
     started = time.perf_counter()
     check_extras(settings)
     if settings.sync_batch_norm and not settings.distributed:
         raise RunError("sync_batch_norm needs distributed training (--distributed)")
+    resume = load_resume_checkpoint(settings)
     communicator = Communicator() if settings.distributed else None
-    out = run_on_root(communicator, lambda: prepare_output(settings))
+    with ExitStack() as stack:
+        path = output_path(settings)
+        directory = RunDirectory(path, resumes_in_place(settings, path), settings.overwrite)
+        out = run_on_root(communicator, lambda: stack.enter_context(directory))
+        return train_in(out, settings, resume, communicator, started)
+
+
+def train_in(
+    out: Path,
+    settings: TrainSettings,
+    resume: Checkpoint | None,
+    communicator: Communicator | None,
+    started: float,
+) -> dict:
+    """The body of :func:`run` once the run directory ``out`` is held."""
     splits = load_dataset(settings.dataset, settings.data_dir)
-    train_set, test_set = splits.train, splits.test
+    train_set = limited(splits.train, settings.limit)
+    test_set = limited(splits.test, settings.limit)
     train_idx, val_idx = train_val_split(
         len(train_set), settings.val_split, seed=settings.seed, labels=train_set.labels
     )
@@ -313,23 +343,14 @@ def run(settings: TrainSettings) -> dict:
         checkpoint_path=out / CHECKPOINT_NAME,
         progress=settings.progress,
         communicator=communicator,
+        interruptible=settings.interruptible,
         metadata={
             "data": data_metadata(train_set, settings, mean, std),
             "settings": asdict(settings),
         },
     )
-    if settings.resume is not None:
-        checkpoint = load_checkpoint(settings.resume)
-        if checkpoint.training_state.get("metadata", {}).get("data", {}).get("dataset") not in (
-            None,
-            settings.dataset,
-        ):
-            raise CheckpointError(
-                f"checkpoint {settings.resume} was trained on "
-                f"{checkpoint.training_state['metadata']['data']['dataset']!r}, "
-                f"not {settings.dataset!r}"
-            )
-        trainer.resume(settings.resume, train_loader)
+    if resume is not None:
+        trainer.resume(resume, train_loader, source=f"checkpoint {settings.resume}")
     try:
         trainer.fit(train_loader, settings.epochs, val_loader)
     finally:

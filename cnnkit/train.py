@@ -4,6 +4,11 @@ One step is the textbook loop: logits = model(x); L = loss(logits, y); model.bac
 optimizer.step(). A non-finite loss stops training before the weights change, and the last good
 checkpoint (written atomically at the end of each epoch) stays intact.
 
+An ``interruptible`` trainer turns SIGINT (Ctrl-C) and SIGTERM into a request to stop at the next
+step boundary: it writes a checkpoint of that exact point (mid-epoch: the loader's position, the
+partial epoch sums, every random state) and raises :class:`TrainingInterrupted`; resuming from
+that checkpoint continues bit for bit as if training had never stopped.
+
 With a ``communicator`` (cnnkit.distributed) the same loop runs data-parallel: each rank gets its
 shard of the global batch, scales its loss gradient by its share b_r / B, and the gradients are
 summed over the ranks before the update; loss and accuracy are those of the global batch, and
@@ -13,6 +18,7 @@ rank 0 alone shows progress and writes checkpoints.
 from __future__ import annotations
 
 import math
+import signal
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -29,7 +35,14 @@ from cnnkit.distributed import (
     broadcast_state,
     split_generators,
 )
-from cnnkit.io import load_checkpoint, load_model_state, save_checkpoint
+from cnnkit.interrupt import StopSignals, TrainingInterrupted
+from cnnkit.io import (
+    Checkpoint,
+    CheckpointError,
+    load_checkpoint,
+    load_model_state,
+    save_checkpoint,
+)
 from cnnkit.metrics import confusion_matrix, top_k_correct
 from cnnkit.nn.container import Sequential
 from cnnkit.nn.conv import Conv2d
@@ -152,6 +165,13 @@ class Callback:
     def on_epoch_end(self, trainer: Trainer, logs: dict) -> None:
         """Called after each epoch with that epoch's metrics."""
 
+    def state_dict(self) -> dict:
+        """What a checkpoint must hold for a resumed run to call back exactly as this one."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`."""
+
 
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs (Keras)."""
@@ -178,6 +198,15 @@ class EarlyStopping(Callback):
         if self.wait >= self.patience:
             trainer.stop_training = True
 
+    def state_dict(self) -> dict:
+        """The best score so far (None before the first epoch) and the epochs waited since."""
+        return {"best": None if self.best == -math.inf else self.best, "wait": self.wait}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`."""
+        self.best = -math.inf if state["best"] is None else float(state["best"])
+        self.wait = int(state["wait"])
+
 
 class Trainer:
     """Keras-style fit loop over a model, an optimizer and a loss, with resumable checkpoints.
@@ -187,6 +216,8 @@ class Trainer:
     exactly as if training had not stopped. ``metadata`` (JSON-ready) is stored alongside, e.g.
     the preprocessing that evaluation and prediction must repeat. ``communicator`` trains
     data-parallel over MPI ranks (see the module docstring); the loaders must then be sharded.
+    ``interruptible`` makes :meth:`fit` stop on SIGINT/SIGTERM at the next step boundary with a
+    checkpoint of that point (see the module docstring).
     """
 
     def __init__(
@@ -201,6 +232,7 @@ class Trainer:
         progress: bool = True,
         metadata: dict | None = None,
         communicator: Communicator | None = None,
+        interruptible: bool = False,
     ):
         if grad_clip is not None and grad_clip <= 0:
             raise ValueError(f"grad_clip must be positive, got {grad_clip!r}")
@@ -217,6 +249,9 @@ class Trainer:
         self.communicator = communicator
         self._allreduce_gradients = None
         self._generators_split = False
+        self.interruptible = interruptible
+        self._signals: StopSignals | None = None
+        self._partial: dict | None = None  # sums of an epoch resumed from its middle
 
     @property
     def is_root(self) -> bool:
@@ -282,37 +317,70 @@ class Trainer:
         self.stop_training = False
         if self.communicator is not None:
             self._join_ranks()
-        while self.epoch < epochs and not self.stop_training:
-            logs = self._train_epoch(train_loader, epochs)
-            if self.communicator is not None:
-                broadcast_buffers(self.communicator, self.model)
-            if val_loader is not None:
-                val = evaluate(self.model, val_loader, self.loss_fn, communicator=self.communicator)
-                logs.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
-            if self.scheduler is not None:
-                self.scheduler.step()
-            self.history.append(logs)
-            self.epoch += 1
-            if self.checkpoint_path is not None and self.is_root:
-                self.save(self.checkpoint_path, train_loader)
-            for callback in self.callbacks:
-                callback.on_epoch_end(self, logs)
+        self._signals = StopSignals() if self.interruptible else None
+        try:
+            if self._signals is not None:
+                self._signals.__enter__()
+            while self.epoch < epochs and not self.stop_training:
+                self._fit_epoch(train_loader, epochs, val_loader)
+                if self.epoch < epochs and not self.stop_training and self._stop_requested():
+                    raise self._interrupted(0, len(train_loader))
+        finally:
+            if self._signals is not None:
+                self._signals.__exit__()
         return self.history
+
+    def _fit_epoch(self, train_loader, epochs: int, val_loader) -> None:
+        logs = self._train_epoch(train_loader, epochs)
+        if self.communicator is not None:
+            broadcast_buffers(self.communicator, self.model)
+        if val_loader is not None:
+            val = evaluate(self.model, val_loader, self.loss_fn, communicator=self.communicator)
+            logs.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.history.append(logs)
+        self.epoch += 1
+        if self.checkpoint_path is not None and self.is_root:
+            self.save(self.checkpoint_path, train_loader)
+        for callback in self.callbacks:
+            callback.on_epoch_end(self, logs)
+
+    def _stop_requested(self) -> bool:
+        """Whether a signal asked to stop, on any rank (every rank then stops at this step)."""
+        if self._signals is None:
+            return False
+        received = self._signals.received is not None
+        if self.communicator is None:
+            return received
+        flags = self.communicator.allreduce(np.array([float(received)], np.float64))
+        return bool(flags[0] > 0)
+
+    def _interrupted(self, step: int, steps: int) -> TrainingInterrupted:
+        saved = self.checkpoint_path if self.checkpoint_path is not None else None
+        received = self._signals.received if self._signals is not None else None
+        return TrainingInterrupted(
+            received or signal.SIGINT, self.epoch + (1 if step else 0), step, steps, saved
+        )
 
     def _train_epoch(self, loader, epochs: int) -> dict:
         self.model.train()
         lr = self.optimizer.param_groups[0]["lr"]
-        start = time.perf_counter()
-        total_loss, seen, correct = 0.0, 0, 0
+        partial, self._partial = self._partial or {}, None
+        done = int(partial.get("step", 0))
+        total_loss = float(partial.get("loss_sum", 0.0))
+        seen, correct = int(partial.get("seen", 0)), int(partial.get("correct", 0))
+        start = time.perf_counter() - float(partial.get("seconds", 0.0))
         bar = tqdm(
             total=len(loader),
+            initial=done,
             desc=f"epoch {self.epoch + 1}/{epochs}",
             disable=not (self.progress and self.is_root),
             unit="batch",
             dynamic_ncols=True,
         )
         with bar:
-            for step, (x, y) in enumerate(loader, start=1):
+            for step, (x, y) in enumerate(loader, start=done + 1):
                 result = self.train_step(x, y)
                 if not math.isfinite(result.loss):
                     raise self._diverged(result.loss, step)
@@ -326,6 +394,11 @@ class Trainer:
                     img_s=f"{seen / max(elapsed, 1e-9):.0f}",
                 )
                 bar.update()
+                if step < len(loader) and self._stop_requested():
+                    sums = {"step": step, "loss_sum": total_loss, "seen": seen, "correct": correct}
+                    if self.checkpoint_path is not None and self.is_root:
+                        self.save(self.checkpoint_path, loader, {**sums, "seconds": elapsed})
+                    raise self._interrupted(step, len(loader))
         elapsed = time.perf_counter() - start
         return {
             "epoch": self.epoch + 1,
@@ -336,8 +409,12 @@ class Trainer:
             "images_per_second": seen / max(elapsed, 1e-9),
         }
 
-    def state(self, train_loader=None) -> dict:
-        """Everything besides the weights needed to continue training exactly."""
+    def state(self, train_loader=None, partial_epoch: dict | None = None) -> dict:
+        """Everything besides the weights needed to continue training exactly.
+
+        ``partial_epoch`` holds the sums of an epoch stopped in its middle (steps done, loss sum,
+        samples, correct predictions, seconds), from which :meth:`resume` continues it.
+        """
         state = {
             "epoch": self.epoch,
             "history": self.history,
@@ -346,31 +423,58 @@ class Trainer:
             "generators": {
                 name: rng.bit_generator.state for name, rng in self.model.named_generators()
             },
+            "callbacks": {
+                type(callback).__name__: callback.state_dict()
+                for callback in self.callbacks
+                if callback.state_dict()
+            },
         }
         if self.scheduler is not None:
             state["scheduler"] = self.scheduler.state_dict()
         if train_loader is not None and hasattr(train_loader, "get_state"):
             state["loader"] = train_loader.get_state()
+        if partial_epoch is not None:
+            state["partial_epoch"] = dict(partial_epoch)
         return state
 
-    def save(self, path: str | Path, train_loader=None) -> Path:
+    def save(self, path: str | Path, train_loader=None, partial_epoch: dict | None = None) -> Path:
         """Write an atomic checkpoint of the model and the training state to ``path``."""
-        return save_checkpoint(path, self.model, self.state(train_loader))
+        return save_checkpoint(path, self.model, self.state(train_loader, partial_epoch))
 
-    def resume(self, path: str | Path, train_loader=None) -> None:
-        """Restore model, optimizer, scheduler, data order and generators from a checkpoint."""
-        checkpoint = load_checkpoint(path)
-        load_model_state(self.model, checkpoint, source=f"checkpoint {path}")
+    def resume(
+        self, checkpoint: str | Path | Checkpoint, train_loader=None, source: str | None = None
+    ) -> None:
+        """Restore model, optimizer, scheduler, data order, generators and callbacks from a
+        checkpoint (a path or a loaded :class:`cnnkit.io.Checkpoint`), also from mid-epoch."""
+        if not isinstance(checkpoint, Checkpoint):
+            source = source or f"checkpoint {checkpoint}"
+            checkpoint = load_checkpoint(checkpoint)
+        source = source or "checkpoint"
+        load_model_state(self.model, checkpoint, source=source)
         state = checkpoint.training_state
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None and "scheduler" in state:
-            self.scheduler.load_state_dict(state["scheduler"])
-        if train_loader is not None and "loader" in state:
-            train_loader.set_state(state["loader"])
-        generators = dict(self.model.named_generators())
-        for name, rng_state in state.get("generators", {}).items():
-            if name in generators:
-                generators[name].bit_generator.state = rng_state
-        self.epoch = int(state["epoch"])
-        self.history = list(state["history"])
+        missing = {"epoch", "history", "optimizer"} - set(state)
+        if missing:
+            raise CheckpointError(
+                f"{source} has no training state ({', '.join(sorted(missing))}); it cannot be "
+                "resumed (was it written by cnnkit.io.save?)"
+            )
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.scheduler is not None and "scheduler" in state:
+                self.scheduler.load_state_dict(state["scheduler"])
+            if train_loader is not None and "loader" in state:
+                train_loader.set_state(state["loader"])
+            generators = dict(self.model.named_generators())
+            for name, rng_state in state.get("generators", {}).items():
+                if name in generators:
+                    generators[name].bit_generator.state = rng_state
+            callbacks = state.get("callbacks", {})
+            for callback in self.callbacks:
+                if type(callback).__name__ in callbacks:
+                    callback.load_state_dict(callbacks[type(callback).__name__])
+            self.epoch = int(state["epoch"])
+            self.history = list(state["history"])
+            self._partial = state.get("partial_epoch")
+        except (KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(f"{source} has a malformed training state ({error!r})") from None
         self._generators_split = False

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 import zipfile
+import zlib
 from io import BytesIO
 from pathlib import Path
 
@@ -69,6 +71,22 @@ KERAS_SEPARABLE = {
 }
 # Keras numbers unnamed layers per session: conv2d, conv2d_1, ... in a fresh one.
 KERAS_AUTO_NAME = re.compile(r"^(conv2d|batch_normalization)(?:_(\d+))?(/.*)$")
+
+
+# What reading a damaged .npz can raise: zip structure, CRC, compression method, .npy header,
+# or a header that claims an impossible array.
+DAMAGED_NPZ = (
+    OSError,
+    ValueError,
+    EOFError,
+    KeyError,
+    NotImplementedError,
+    OverflowError,
+    MemoryError,
+    struct.error,
+    zlib.error,
+    zipfile.BadZipFile,
+)
 
 
 class WeightsError(ValueError):
@@ -120,7 +138,7 @@ def _read(path: str | os.PathLike, names_only: bool):
             if names_only:
                 return list(archive.files)
             return {name: archive[name] for name in archive.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+    except DAMAGED_NPZ as error:
         raise WeightsError(f"weights file {path} is not a readable .npz file ({error})") from None
 
 

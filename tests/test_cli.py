@@ -231,7 +231,9 @@ def test_existing_run_is_not_overwritten(trained_run, capsys):
 def test_bad_option_value_is_one_line(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--epochs", "0"])
-    assert_one_line_error(capsys, exit_info.value.code, "--epochs", "expected a positive number")
+    assert_one_line_error(
+        capsys, exit_info.value.code, "--epochs", "expected an integer >= 1, got '0'"
+    )
 
 
 def test_label_smoothing_and_threads_reach_the_training_loop(tmp_path):

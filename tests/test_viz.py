@@ -23,7 +23,8 @@ pytest.importorskip("matplotlib", reason="cnnkit.viz needs matplotlib (the viz e
 from PIL import Image  # noqa: E402
 
 from cnnkit import models, viz  # noqa: E402
-from cnnkit.cli import main, restore_model  # noqa: E402
+from cnnkit.cli import main  # noqa: E402
+from cnnkit.cli.checkpoint import restore_model  # noqa: E402
 from cnnkit.data import load_digits  # noqa: E402
 from cnnkit.nn import Sequential  # noqa: E402
 
@@ -627,7 +628,7 @@ def test_cli_plot_errors_are_one_line(run_dir, tmp_path, monkeypatch, capsys):
     assert exit_info.value.code == 2
 
 
-@pytest.mark.parametrize("kind", [None, *__import__("cnnkit.cli_plot").cli_plot.PLOT_KINDS])
+@pytest.mark.parametrize("kind", [None, *__import__("cnnkit.cli.plot").cli.plot.PLOT_KINDS])
 def test_cli_plot_help(kind, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["plot", "--help"] if kind is None else ["plot", kind, "--help"])

@@ -234,14 +234,17 @@ def adaptive_bins(size: int, out: int) -> list[tuple[int, int]]:
     return [((i * size) // out, -(-((i + 1) * size) // out)) for i in range(out)]
 
 
-def adaptive_output_size(output_size, input_hw: tuple[int, int]) -> tuple[int, int]:
-    """``output_size`` as (out_h, out_w): an int, or a pair whose None entries keep that input
-    size (torch's rule)."""
-    if output_size is None or isinstance(output_size, (tuple, list)) and len(output_size) == 2:
-        sizes = (None, None) if output_size is None else tuple(output_size)
-        output_size = tuple(
-            size if v is None else v for v, size in zip(sizes, input_hw, strict=True)
-        )
+def adaptive_output_size(output_size, input_hw: tuple[int, int] | None = None) -> tuple:
+    """``output_size`` as (out_h, out_w): an int, or a pair whose None entries take that input
+    size (torch's rule); without ``input_hw`` the None entries stay, the others are checked."""
+    if isinstance(output_size, (tuple, list)) and len(output_size) == 2 and None in output_size:
+        if input_hw is None:
+            for size in output_size:
+                if size is not None:
+                    pair(size, "output_size")
+            return tuple(output_size)
+        sizes = zip(output_size, input_hw, strict=True)
+        output_size = tuple(size if wanted is None else wanted for wanted, size in sizes)
     return pair(output_size, "output_size")
 
 

@@ -89,8 +89,7 @@ class AdaptiveAvgPool2d(CachedModule):
 
     def __init__(self, output_size):
         super().__init__()
-        F.adaptive_output_size(output_size, (1, 1))
-        self.output_size = output_size if isinstance(output_size, int) else tuple(output_size)
+        self.output_size = F.adaptive_output_size(output_size)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._check_input(x)
@@ -131,8 +130,7 @@ class AdaptiveMaxPool2d(CachedModule):
 
     def __init__(self, output_size, return_indices: bool = False):
         super().__init__()
-        F.adaptive_output_size(output_size, (1, 1))
-        self.output_size = output_size if isinstance(output_size, int) else tuple(output_size)
+        self.output_size = F.adaptive_output_size(output_size)
         self.return_indices = bool(return_indices)
 
     def forward(self, x: np.ndarray):

@@ -254,14 +254,14 @@ def pool(b, m, names, xs, y):
 def adaptive_avg_pool(b, m, names, xs, y):
     """AdaptiveAvgPool2d -> GlobalAveragePool (output 1x1) or AveragePool (sizes dividing)."""
     size = xs[0].shape[2:]
-    out = adaptive_output_size(m.output_size, size)
-    if out == (1, 1):
+    wanted = adaptive_output_size(m.output_size, size)
+    if wanted == (1, 1):
         return b.node("GlobalAveragePool", names)
-    if any(size[i] % out[i] for i in range(2)):
+    if any(size[i] % wanted[i] for i in range(2)):
         raise ExportError(
-            f"layer {b.scope!r}: adaptive pooling of {size} to {out} has unequal bins"
+            f"layer {b.scope!r}: adaptive pooling of {size} to {wanted} has unequal bins"
         )
-    kernel = [size[i] // out[i] for i in range(2)]
+    kernel = [size[i] // wanted[i] for i in range(2)]
     return b.node("AveragePool", names, kernel_shape=kernel, strides=kernel)
 
 

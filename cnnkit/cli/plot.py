@@ -3,7 +3,7 @@
 Run-directory plots (curves, confusion) read OUT/metrics.json and are written into that run
 directory by default; checkpoint plots (filters, features, saliency, gradcam, misclassified) are
 written into the current directory by default. ``--out FILE`` chooses the file, ``--svg`` adds an
-SVG beside the PNG. Imported by cnnkit.cli when the command line is built.
+SVG beside the PNG.
 """
 
 from __future__ import annotations
@@ -14,49 +14,61 @@ from pathlib import Path
 import numpy as np
 
 from cnnkit import viz
-from cnnkit.cli import UsageError, load_test_split, normalize, read_image, restore_model
+from cnnkit.cli.checkpoint import load_test_split, normalize, restore_model
+from cnnkit.cli.errors import UsageError
+from cnnkit.cli.images import read_image
+from cnnkit.cli.options import FILE, FOLDER, NON_NEGATIVE, POSITIVE, OneLineParser, text
 from cnnkit.data import to_float_nchw
 
+LAYER = text("a layer name")
 PLOT_KINDS = ("curves", "filters", "features", "confusion", "saliency", "gradcam", "misclassified")
 
 
-def add_plot_parser(commands, parser_class) -> None:
-    """Add `plot` and its sub-commands to the sub-parsers ``commands`` of `cnnkit`."""
+def add_parser(commands) -> None:
+    """Add `cnnkit plot` and its sub-commands (one per kind) to the sub-parsers ``commands``."""
     plot = commands.add_parser(
         "plot",
         help="draw training curves, filters, feature maps, confusion, saliency, Grad-CAM",
         description="Draw one picture of a run or a checkpoint as PNG (and SVG with --svg); "
         "needs matplotlib (pip install 'cnnkit[viz]'). `cnnkit plot KIND --help` for each kind.",
     )
-    kinds = plot.add_subparsers(dest="plot_kind", metavar="KIND", parser_class=parser_class)
+    kinds = plot.add_subparsers(dest="plot_kind", metavar="KIND", parser_class=OneLineParser)
     kinds.required = True
 
     output = argparse.ArgumentParser(add_help=False)
-    output.add_argument("--out", metavar="FILE", help="PNG file to write (see the default above)")
+    output.add_argument(
+        "--out", type=FILE, metavar="FILE", help="PNG file to write (see the default above)"
+    )
     output.add_argument("--svg", action="store_true", help="also write an SVG beside the PNG")
 
     checkpoint = argparse.ArgumentParser(add_help=False)
-    checkpoint.add_argument("--checkpoint", required=True, help="checkpoint.npz of a run")
+    checkpoint.add_argument(
+        "--checkpoint", type=FILE, required=True, help="checkpoint.npz of a run"
+    )
 
     image = argparse.ArgumentParser(add_help=False)
     image.add_argument(
         "image",
         nargs="?",
+        type=FILE,
         metavar="IMAGE",
         help="image file (converted and resized to the model's input)",
     )
     image.add_argument(
         "--test-index",
-        type=int,
+        type=NON_NEGATIVE,
         metavar="N",
         help="use image N of the checkpoint's test split instead of an image file",
     )
-    image.add_argument("--data-dir", help="folder holding the data sets (for --test-index)")
+    image.add_argument(
+        "--data-dir", type=FOLDER, help="folder holding the data sets (for --test-index)"
+    )
 
     target = argparse.ArgumentParser(add_help=False)
     target.add_argument(
         "--class",
         dest="target_class",
+        type=text("a class name or index"),
         metavar="K",
         help="class to explain, by name or index (default: the predicted class)",
     )
@@ -68,7 +80,7 @@ def add_plot_parser(commands, parser_class) -> None:
         description="Loss and accuracy per epoch (train vs validation) with the learning rate "
         "on a secondary axis, from a run's metrics.json. Default output: RUN_DIR/curves.png.",
     )
-    curves.add_argument("run", metavar="RUN", help="run directory or its metrics.json")
+    curves.add_argument("run", type=FILE, metavar="RUN", help="run directory or its metrics.json")
 
     confusion = kinds.add_parser(
         "confusion",
@@ -77,7 +89,9 @@ def add_plot_parser(commands, parser_class) -> None:
         description="The test-set confusion matrix of a run, with class names. Default output: "
         "RUN_DIR/confusion.png (confusion-normalized.png with --normalize).",
     )
-    confusion.add_argument("run", metavar="RUN", help="run directory or its metrics.json")
+    confusion.add_argument(
+        "run", type=FILE, metavar="RUN", help="run directory or its metrics.json"
+    )
     confusion.add_argument(
         "--normalize", action="store_true", help="divide each row by its true-class total"
     )
@@ -89,9 +103,11 @@ def add_plot_parser(commands, parser_class) -> None:
         description="The filters of a conv layer (default: the first) as an image grid, in "
         "colour for RGB inputs. Default output: ./filters-LAYER.png.",
     )
-    filters.add_argument("--layer", help="conv layer name (default: the first conv layer)")
     filters.add_argument(
-        "--max-filters", type=int, default=64, help="show at most this many (default 64)"
+        "--layer", type=LAYER, help="conv layer name (default: the first conv layer)"
+    )
+    filters.add_argument(
+        "--max-filters", type=POSITIVE, default=64, help="show at most this many (default 64)"
     )
 
     features = kinds.add_parser(
@@ -101,9 +117,9 @@ def add_plot_parser(commands, parser_class) -> None:
         description="The activations of a layer for one input image. Default output: "
         "./features-LAYER-IMAGE.png.",
     )
-    features.add_argument("--layer", required=True, help="layer name, e.g. features.3")
+    features.add_argument("--layer", type=LAYER, required=True, help="layer name, e.g. features.3")
     features.add_argument(
-        "--max-maps", type=int, default=64, help="show at most this many channels (default 64)"
+        "--max-maps", type=POSITIVE, default=64, help="show at most this many channels (default 64)"
     )
 
     kinds.add_parser(
@@ -122,7 +138,9 @@ def add_plot_parser(commands, parser_class) -> None:
         description="Grad-CAM (Selvaraju et al. 2017) at a conv layer: ReLU(sum_k w_k A_k) with "
         "w_k the spatial mean of dS/dA_k. Default output: ./gradcam-LAYER-IMAGE.png.",
     )
-    gradcam.add_argument("--layer", help="conv layer name (default: the last conv layer)")
+    gradcam.add_argument(
+        "--layer", type=LAYER, help="conv layer name (default: the last conv layer)"
+    )
 
     wrong = kinds.add_parser(
         "misclassified",
@@ -131,10 +149,16 @@ def add_plot_parser(commands, parser_class) -> None:
         description="Test images the checkpoint gets wrong, with true and predicted labels, most "
         "confident mistakes first. Default output: ./misclassified.png.",
     )
-    wrong.add_argument("--dataset", help="data set (default: the one it was trained on)")
-    wrong.add_argument("--data-dir", help="folder holding the data sets (default $CNNKIT_DATA)")
     wrong.add_argument(
-        "--max-images", type=int, default=36, help="show at most this many (default 36)"
+        "--dataset",
+        type=text("a data set name"),
+        help="data set (default: the one it was trained on)",
+    )
+    wrong.add_argument(
+        "--data-dir", type=FOLDER, help="folder holding the data sets (default $CNNKIT_DATA)"
+    )
+    wrong.add_argument(
+        "--max-images", type=POSITIVE, default=36, help="show at most this many (default 36)"
     )
 
 
@@ -143,10 +167,21 @@ def _run_dir(source: str) -> Path:
     return path if path.is_dir() else path.parent
 
 
-def _input_image(args, data: dict) -> tuple[np.ndarray, str]:
-    """(pixels (C, H, W) in [0, 1], short name) from IMAGE or --test-index."""
+def check(args) -> None:
+    """The checks of options taken together, before any file is read."""
+    if not hasattr(args, "test_index"):
+        return
     if (args.image is None) == (args.test_index is None):
         raise UsageError("give exactly one of IMAGE and --test-index N")
+    if args.data_dir is not None and args.test_index is None:
+        raise UsageError(
+            f"argument --data-dir: goes with --test-index (the test split), got it with the "
+            f"image {args.image}"
+        )
+
+
+def _input_image(args, data: dict) -> tuple[np.ndarray, str]:
+    """(pixels (C, H, W) in [0, 1], short name) from IMAGE or --test-index."""
     if args.image is not None:
         path = Path(args.image)
         if not path.is_file():
@@ -237,8 +272,9 @@ def _plot(args) -> list[Path]:
     return viz.plot_grad_cam(model, x, layer, path, target, names, pixels, svg)
 
 
-def command_plot(args) -> int:
+def run(args) -> int:
     """Run `cnnkit plot KIND`; print the written files, one per line."""
+    check(args)
     try:
         written = _plot(args)
     except (viz.VizError, viz.MissingDependency) as error:

@@ -1,0 +1,79 @@
+"""The parser of every `cnnkit` sub-command and :func:`main`, the command line's error boundary."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+from cnnkit import __version__
+from cnnkit.allocator import keep_freed_memory
+from cnnkit.cli import (
+    datasets,
+    evaluate,
+    explore,
+    gradcheck,
+    models,
+    plot,
+    predict,
+    summary,
+    train,
+)
+from cnnkit.cli.errors import report
+from cnnkit.cli.options import OneLineParser
+
+COMMANDS = {
+    "train": train,
+    "evaluate": evaluate,
+    "predict": predict,
+    "summary": summary,
+    "gradcheck": gradcheck,
+    "models": models,
+    "datasets": datasets,
+    "plot": plot,
+    "explore": explore,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every sub-command."""
+    parser = OneLineParser(
+        prog="cnnkit",
+        description="Convolutional neural networks in readable NumPy: train, evaluate, inspect.",
+    )
+    parser.add_argument("--version", action="version", version=f"cnnkit {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    commands.required = True
+    for command in COMMANDS.values():
+        command.add_parser(commands)
+    return parser
+
+
+def one_line_warnings(command: str):
+    """A warnings.showwarning that prints ``cnnkit COMMAND: warning: MESSAGE`` on one line."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        print(f"cnnkit {command}: warning: {text}", file=sys.stderr if file is None else file)
+
+    return show
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the `cnnkit` command line; returns the exit status.
+
+    Argument errors exit (SystemExit 2) while parsing, in one line. Every other error goes
+    through :func:`cnnkit.cli.errors.report`: one line and status 2 for the user's mistakes, the
+    traceback and how to report it with status 1 for a bug. Ctrl-C outside training: status 130.
+    """
+    args = build_parser().parse_args(argv)
+    keep_freed_memory()
+    with warnings.catch_warnings():
+        warnings.showwarning = one_line_warnings(args.command)
+        try:
+            return COMMANDS[args.command].run(args)
+        except KeyboardInterrupt:
+            print(f"cnnkit {args.command}: interrupted", file=sys.stderr)
+            return 130
+        except Exception as error:  # noqa: BLE001 - the one boundary of the command line
+            return report(args.command, error)
