@@ -81,10 +81,33 @@ def _opset(model: onnx.ModelProto) -> int:
     raise NotOnnxError("the model imports no version of the default ONNX operator set")
 
 
+SMALL_CONSTANT = 1024
+"""Initializers of at most this many elements keep their values for shape inference (the shape
+vectors that Reshape and friends read); larger ones (weights) only their types and shapes."""
+
+
+def _weightless(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with its large initializers turned into typed graph inputs: shape inference
+    gives the same shapes and does not serialise every weight."""
+    graph = model.graph
+    small = [t for t in graph.initializer if np.prod(t.dims) <= SMALL_CONSTANT]
+    large = [
+        onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+        for t in graph.initializer
+        if np.prod(t.dims) > SMALL_CONSTANT
+    ]
+    known = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in known] + large
+    light = onnx.helper.make_graph(graph.node, graph.name, inputs, graph.output, small)
+    return onnx.helper.make_model(
+        light, opset_imports=model.opset_import, ir_version=model.ir_version
+    )
+
+
 def _value_types(model: onnx.ModelProto) -> dict[str, tuple[int, tuple | None]]:
     """{value name: (ONNX element type, shape with None for unknown dims)} after inference."""
     try:
-        inferred = shape_inference.infer_shapes(model)
+        inferred = shape_inference.infer_shapes(_weightless(model))
     except Exception:  # inference is a help, not a requirement: unknown types stay unknown
         inferred = model
     graph = inferred.graph
