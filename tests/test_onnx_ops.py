@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx_support import node_model, run_ort
 
 import cnnkit.onnx as ckonnx
@@ -383,3 +385,70 @@ def test_backward_of_decomposed_and_resampling_nodes():
     ]
     for model in cases:
         assert_gradcheck(ckonnx.load(model, dtype=np.float64), x)
+
+
+@st.composite
+def conv_configs(draw):
+    groups = draw(st.sampled_from([1, 2]))
+    c_in, c_out = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 3))
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 4)))
+    auto_pad = draw(st.sampled_from(["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"]))
+    dilation = st.integers(1, 1 if auto_pad.startswith("SAME") else 2)  # onnxruntime's limit
+    attrs = {
+        "strides": [draw(st.integers(1, 3)), draw(st.integers(1, 3))],
+        "dilations": [draw(dilation), draw(dilation)],
+        "group": groups,
+    }
+    if auto_pad == "NOTSET":
+        attrs["pads"] = [draw(st.integers(0, 2)) for _ in range(4)]
+    else:
+        attrs["auto_pad"] = auto_pad
+    size = (draw(st.integers(8, 11)), draw(st.integers(8, 11)))
+    return c_in, c_out, kernel, size, attrs
+
+
+@settings(max_examples=25, deadline=None)
+@given(conv_configs(), st.booleans())
+def test_conv_configurations_by_hypothesis(config, with_bias):
+    c_in, c_out, kernel, size, attrs = config
+    rng = np.random.default_rng(len(str(config)))
+    x = rng.standard_normal((2, c_in, *size)).astype(np.float32)
+    w = rng.standard_normal((c_out, c_in // attrs["group"], *kernel)).astype(np.float32)
+    bias = [("b", rng.standard_normal(c_out).astype(np.float32), "c")] if with_bias else []
+    check_node(node_model("Conv", [("x", x), ("w", w, "c"), *bias], **attrs), x)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.sampled_from(["MaxPool", "AveragePool"]),
+    st.integers(1, 3),
+    st.integers(1, 3),
+    st.lists(st.integers(0, 1), min_size=4, max_size=4),
+    st.booleans(),
+    st.sampled_from(["NOTSET", "SAME_UPPER", "VALID"]),
+)
+def test_pool_configurations_by_hypothesis(op, k, s, pads, include_pad, auto_pad):
+    x = np.random.default_rng(k * 10 + s).standard_normal((2, 3, 7, 8)).astype(np.float32)
+    attrs = {"kernel_shape": [k, k + 1], "strides": [s, s]}
+    if auto_pad == "NOTSET":
+        halves = (k // 2, (k + 1) // 2, k // 2, (k + 1) // 2)  # [top, left, bottom, right]
+        attrs["pads"] = [min(p, half) for p, half in zip(pads, halves, strict=True)]
+    else:
+        attrs["auto_pad"] = auto_pad
+    if op == "AveragePool":
+        attrs["count_include_pad"] = int(include_pad)
+    check_node(node_model(op, [("x", x)], **attrs), x)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from(["Add", "Sub", "Mul", "Div"]), st.data())
+def test_broadcasting_by_hypothesis(op, data):
+    shape = data.draw(st.lists(st.integers(1, 4), min_size=1, max_size=4))
+    other = [data.draw(st.sampled_from([1, n])) for n in shape]
+    other = other[data.draw(st.integers(0, len(other))) :]
+    rng = np.random.default_rng(len(shape))
+    a = rng.standard_normal(shape).astype(np.float32)
+    b = np.asarray(1.5 + rng.random(other), dtype=np.float32)
+    graph = check_node(node_model(op, [("a", a), ("b", b)]), a, b)
+    da, db = graph.backward(np.ones(np.broadcast_shapes(a.shape, b.shape), np.float32))
+    assert da.shape == a.shape and db.shape == b.shape
