@@ -87,10 +87,12 @@ class NodeContext:
 
     @property
     def op_type(self) -> str:
+        """The node's operator."""
         return self.node.op_type
 
     @property
     def label(self) -> str:
+        """How messages name the node."""
         return node_label(self.node, self.index)
 
     def fail(self, message: str) -> NoReturn:
