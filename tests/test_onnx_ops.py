@@ -172,6 +172,11 @@ def test_gelu_prelu_softmax():
         for axis in (-1, 1):
             check_node(node_model(op, [("x", x)], axis=axis), x)
         check_node(node_model(op, [("x", x)], opset=11, axis=3), x)
+        check_node(node_model(op, [("x", x)], opset=11, axis=1), x)
+    for size in (1, 3, 5):
+        attrs = dict(size=size, alpha=0.3, beta=0.75, bias=2.0)
+        check_node(node_model("LRN", [("x", x)], **attrs), x)
+    check_node(node_model("Sum", [("a", x), ("b", x[0]), ("c", x[:, :1])]), x, x[0], x[:, :1])
 
 
 def test_clip_before_opset_11_and_dropout_identity():
@@ -308,6 +313,8 @@ def test_backward_of_imported_nodes():
         node_model("MatMul", [("x", X), ("w", f32(8, 3), "c")]),
         node_model("PRelu", [("x", X), ("s", f32(4, 1, 1), "c")]),
         node_model("HardSigmoid", [("x", X)]),
+        node_model("LRN", [("x", X)], size=3, alpha=0.5, beta=0.75, bias=1.5),
+        node_model("LogSoftmax", [("x", X)], opset=11, axis=1),
     ]
     for model in cases:
         assert_gradcheck(ckonnx.load(model, dtype=np.float64), x + 0.01)

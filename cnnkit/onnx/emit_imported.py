@@ -12,8 +12,10 @@ from onnx import helper
 from cnnkit.functional._args import same_padding
 from cnnkit.onnx.emit import emits
 from cnnkit.onnx.layers import arith, reduce, tensor, unary
+from cnnkit.onnx.layers.lrn import LocalResponseNorm
 from cnnkit.onnx.layers.pad import AutoPad2d, ConstantPad
 from cnnkit.onnx.layers.resample import ResizeTo
+from cnnkit.onnx.layers.tensor import FlatSoftmax
 from cnnkit.onnx.trace import ExportError
 
 
@@ -192,3 +194,17 @@ def auto_pad(b, m, names, xs, y):
     (top, bottom), (left, right) = pads
     full = b.constant([0, 0, top, left, 0, 0, bottom, right], np.int64)
     return b.node("Pad", [names[0], full, b.constant(m.value, xs[0].dtype)], mode="constant")
+
+
+@emits(FlatSoftmax)
+def flat_softmax(b, m, names, xs, y):
+    """Softmax over the axes from ``axis`` taken together: Flatten, Softmax, Reshape back."""
+    op = "LogSoftmax" if m.log else "Softmax"
+    rows = b.node(op, [b.node("Flatten", names, axis=m.axis)], axis=1)
+    return b.node("Reshape", [rows, b.node("Shape", names)])
+
+
+@emits(LocalResponseNorm)
+def local_response_norm(b, m, names, xs, y):
+    """LRN(size, alpha, beta, bias)."""
+    return b.node("LRN", names, size=m.size, alpha=m.alpha, beta=m.beta, bias=m.k)

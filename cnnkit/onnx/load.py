@@ -112,7 +112,7 @@ def _value_types(model: onnx.ModelProto) -> dict[str, tuple[int, tuple | None]]:
         inferred = model
     graph = inferred.graph
     types = {}
-    for info in [*graph.input, *graph.value_info, *graph.output]:
+    for info in [*graph.output, *graph.input, *graph.value_info]:  # inferred types win
         tensor = info.type.tensor_type
         if not info.type.HasField("tensor_type"):
             continue
@@ -153,9 +153,14 @@ def load(source, dtype=np.float32) -> OnnxGraph:
     for value in inputs:
         _check_input_type(value, types)
     steps, names = [], []
+    consumed = frozenset(
+        [name for node in graph.node for name in node.input] + [o.name for o in graph.output]
+    )
     for index, node in enumerate(graph.node):
         is_layer = any(_is_float(types[o][0]) if o in types else True for o in node.output if o)
-        ctx = NodeContext(node, index, opset, dtype, constants, set(initializers), shapes, is_layer)
+        ctx = NodeContext(
+            node, index, opset, dtype, constants, set(initializers), shapes, is_layer, consumed
+        )
         module, runtime = _convert(ctx)
         present = [name for name in node.input if name]
         if all(name in constants for name in present):
@@ -166,7 +171,7 @@ def load(source, dtype=np.float32) -> OnnxGraph:
             Step(
                 module,
                 tuple(node.input[i] if i < len(node.input) else "" for i in runtime),
-                tuple(node.output),
+                tuple(ctx.outputs),
                 node.name,
                 is_layer,
                 bool(module.parameters()),
@@ -224,12 +229,12 @@ def _convert(ctx: NodeContext) -> tuple[Module, tuple[int, ...]]:
 def _fold(ctx: NodeContext, module: Module, runtime: tuple[int, ...]) -> None:
     """Compute a node whose inputs are all constants now, and keep its outputs as constants."""
     node = ctx.node
-    module.eval()
+    module.eval()  # a folded Dropout is the identity
     arguments = [ctx.constants[node.input[i]] if ctx.has_input(i) else None for i in runtime]
     with no_grad():
         out = module(*arguments)
-    outs = out if len(node.output) > 1 else (out,)
-    for name, value in zip(node.output, outs, strict=True):
+    outs = out if isinstance(out, tuple) else (out,)
+    for name, value in zip(ctx.outputs, outs, strict=True):
         if name:
             ctx.constants[name] = np.asarray(value)
 
