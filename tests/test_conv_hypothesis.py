@@ -202,7 +202,9 @@ def test_random_avg_pool2d_matches_torch(config, count_include_pad):
         assume(kernel[i] <= shape[2 + i] + 2 * padding[i])
     rng = np.random.default_rng(config["seed"])
     x = rng.standard_normal(shape)
-    out, cache = F.avg_pool2d(x, kernel, config["stride"], padding, count_include_pad)
+    out, cache = F.avg_pool2d(
+        x, kernel, config["stride"], padding, count_include_pad=count_include_pad
+    )
     dout = rng.standard_normal(out.shape)
     dx = F.avg_pool2d_backward(dout, cache)
     xt = torch.tensor(x, requires_grad=True)

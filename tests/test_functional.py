@@ -299,7 +299,7 @@ def test_max_pool2d_routes_nan_and_minus_inf_like_torch(rng):
 @pytest.mark.parametrize("kernel, stride, padding", POOL_CASES)
 def test_avg_pool2d_matches_torch(kernel, stride, padding, count_include_pad, dtype, rng):
     x = randn(rng, (2, 3, 8, 7), dtype)
-    out, cache = F.avg_pool2d(x, kernel, stride, padding, count_include_pad)
+    out, cache = F.avg_pool2d(x, kernel, stride, padding, count_include_pad=count_include_pad)
     dout = randn(rng, out.shape, dtype)
     dx = F.avg_pool2d_backward(dout, cache)
     xt = tt(x)
@@ -658,7 +658,10 @@ def _dtype_cases(dtype, rng):
         "conv2d": (lambda: F.conv2d(x4, w, b, 2, "same", 1, 2), F.conv2d_backward),
         "conv2d_depthwise": (lambda: F.conv2d(x4, dw_depth, b, 1, 1, 1, 4), F.conv2d_backward),
         "max_pool2d": (lambda: F.max_pool2d(x4, 3, 2, 1), F.max_pool2d_backward),
-        "avg_pool2d": (lambda: F.avg_pool2d(x4, 3, 2, 1, False), F.avg_pool2d_backward),
+        "avg_pool2d": (
+            lambda: F.avg_pool2d(x4, 3, 2, 1, count_include_pad=False),
+            F.avg_pool2d_backward,
+        ),
         "adaptive_avg_pool2d": (
             lambda: F.adaptive_avg_pool2d(x4, (4, 3)),
             F.adaptive_avg_pool2d_backward,
@@ -756,7 +759,7 @@ def _gradcheck_cases(rng):
         ),
         "max_pool2d": (lambda x: F.max_pool2d(x, 3, 2, 1), F.max_pool2d_backward, (r(2, 2, 7, 6),)),
         "avg_pool2d": (
-            lambda x: F.avg_pool2d(x, (3, 2), 2, 1, False),
+            lambda x: F.avg_pool2d(x, (3, 2), 2, 1, count_include_pad=False),
             F.avg_pool2d_backward,
             (r(2, 2, 7, 6),),
         ),

@@ -21,11 +21,11 @@ torch = pytest.importorskip("torch")
 common_modules = pytest.importorskip("torch.testing._internal.common_modules")
 
 IN_SCOPE = """
-    AdaptiveAvgPool2d AdaptiveMaxPool2d BCEWithLogitsLoss BatchNorm1d BatchNorm2d CircularPad2d
-    ConstantPad2d Conv1d Conv2d ConvTranspose2d CrossEntropyLoss ELU GELU GroupNorm Hardswish
-    Hardtanh HuberLoss InstanceNorm2d L1Loss LayerNorm LeakyReLU Linear LogSoftmax MSELoss Mish
-    NLLLoss PReLU ReLU ReLU6 ReflectionPad2d ReplicationPad2d SiLU Sigmoid SmoothL1Loss Softmax
-    Softplus Tanh ZeroPad2d
+    AdaptiveAvgPool2d AdaptiveMaxPool2d AvgPool2d BCEWithLogitsLoss BatchNorm1d BatchNorm2d
+    CircularPad2d ConstantPad2d Conv1d Conv2d ConvTranspose2d CrossEntropyLoss ELU GELU
+    GroupNorm Hardswish Hardtanh HuberLoss InstanceNorm2d L1Loss LayerNorm LeakyReLU Linear
+    LogSoftmax MSELoss MaxPool2d Mish NLLLoss PReLU ReLU ReLU6 ReflectionPad2d ReplicationPad2d
+    SiLU Sigmoid SmoothL1Loss Softmax Softplus Tanh ZeroPad2d
 """.split()
 """The torch.nn modules whose every module_db sample cnnkit runs; grows as layers land.
 

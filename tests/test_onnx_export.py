@@ -55,7 +55,9 @@ def check_round_trip(model, input_shape, rng, tmp_path, **options):
         np.testing.assert_allclose(
             run_ort(path.read_bytes(), x)[0], expected, rtol=1e-4, atol=1e-5 * scale
         )
-        np.testing.assert_allclose(imported(x), expected, rtol=1e-6, atol=1e-7 * scale)
+        # the import may pool with another float32 summation order (GlobalAveragePool as a
+        # mean, AdaptiveAvgPool2d as a matrix product): a few float32 ulps of the logit scale
+        np.testing.assert_allclose(imported(x), expected, rtol=1e-6, atol=1e-6 * scale)
     return imported
 
 

@@ -71,7 +71,7 @@ def test_pooling_equals_the_fast_kernels(kernel, stride, padding, count_include_
         F.max_pool2d_backward(delta, cache),
     )
 
-    fast, cache = F.avg_pool2d(x, kernel, stride, padding, count_include_pad)
+    fast, cache = F.avg_pool2d(x, kernel, stride, padding, count_include_pad=count_include_pad)
     _close(R.avg_pool2d(x, kernel, stride, padding, count_include_pad), fast)
     _close(
         R.avg_pool2d_backward(delta, x.shape, kernel, stride, padding, count_include_pad),

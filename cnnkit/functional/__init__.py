@@ -14,6 +14,14 @@ from cnnkit.functional.activation import (
     tanh,
     tanh_backward,
 )
+from cnnkit.functional.adaptive_pool import (
+    adaptive_avg_pool2d,
+    adaptive_avg_pool2d_backward,
+    adaptive_max_pool2d,
+    adaptive_max_pool2d_backward,
+    global_avg_pool2d,
+    global_avg_pool2d_backward,
+)
 from cnnkit.functional.conv import conv2d, conv2d_backward, conv2d_output_shape
 from cnnkit.functional.conv_transpose import (
     conv_transpose2d,
@@ -63,14 +71,8 @@ from cnnkit.functional.modern_activation import (
 from cnnkit.functional.norm import batch_norm, batch_norm_backward
 from cnnkit.functional.padding import pad2d, pad2d_backward
 from cnnkit.functional.pool import (
-    adaptive_avg_pool2d,
-    adaptive_avg_pool2d_backward,
-    adaptive_max_pool2d,
-    adaptive_max_pool2d_backward,
     avg_pool2d,
     avg_pool2d_backward,
-    global_avg_pool2d,
-    global_avg_pool2d_backward,
     max_pool2d,
     max_pool2d_backward,
 )
@@ -102,6 +104,7 @@ from cnnkit.functional.sample_norm import (
     layer_norm,
     layer_norm_backward,
 )
+from cnnkit.functional.unpool import max_unpool2d, max_unpool2d_backward
 
 __all__ = [
     "adaptive_avg_pool2d",
@@ -167,6 +170,8 @@ __all__ = [
     "max_pool2d_backward",
     "mish",
     "mish_backward",
+    "max_unpool2d",
+    "max_unpool2d_backward",
     "mse_loss",
     "mse_loss_backward",
     "nll_loss",

@@ -1,10 +1,11 @@
 """Compiled loops (numba) for the kernels that NumPy can only run as many passes over memory.
 
-Max pooling, depthwise convolution, im2col and col2im touch each input kH*kW times when written
-with whole-array NumPy slices (or go through NumPy's general strided copy), and batch norm
-makes a temporary for every step of its formulas; these loops visit every value once per
-pass. They compute what the NumPy code in pool.py, conv.py and norm.py computes (the NumPy
-code stays the reference: tests/test_compiled.py compares the two; batch norm's sums are
+Max pooling (adaptive too), depthwise convolution, im2col and col2im touch each input kH*kW
+times when written with whole-array NumPy slices (or go through NumPy's general strided copy),
+and batch norm makes a temporary for every step of its formulas; these loops visit every value
+once per pass. They compute what the NumPy code in pool.py, adaptive_pool.py, conv.py and
+norm.py computes (the NumPy code stays the reference: tests/test_compiled.py and
+tests/test_pools_torch.py compare the two; batch norm's sums are
 accumulated in float64 here), and are used when numba is installed
 (``pip install 'cnnkit[fast]'``) unless ``CNNKIT_KERNELS=numpy`` is set.
 """
@@ -202,6 +203,26 @@ def _move_2x2_taps(plane_values, taps, first_row, last_row, height, width, out_h
                 plane_values[bottom + 2 * j] = taps[2, q + j]
                 plane_values[bottom + 2 * j + 1] = taps[3, q + j]
         q += out_w
+
+
+def _adaptive_max_pool(x, row0, row1, col0, col1, out, indices):
+    """out[n,c,i,j] = max of x[n, c, row0[i]:row1[i], col0[j]:col1[j]], indices its position
+    h*W + w: the first maximum in row-major order, the last NaN, and the bin's first input when
+    all are -inf (adaptive_pool.adaptive_max_pool2d's rules), in one pass over each bin."""
+    n_images, channels, height, width = x.shape
+    for n in range(n_images):
+        for c in range(channels):
+            plane = x[n, c]
+            for i in range(row0.size):
+                for j in range(col0.size):
+                    best, where = -np.inf, row0[i] * width + col0[j]
+                    for h in range(row0[i], row1[i]):
+                        line = plane[h]
+                        for w in range(col0[j], col1[j]):
+                            if _beats(line[w], best):
+                                best, where = line[w], h * width + w
+                    out[n, c, i, j] = best
+                    indices[n, c, i, j] = where
 
 
 def _tap_plane(phases, u, v, stride_h, stride_w, pitch):
@@ -438,6 +459,7 @@ max_pool_backward = _compile(_max_pool_backward)
 max_pool_backward_by_window = _compile(_max_pool_backward_by_window)
 _move_2x2_taps = _compile(_move_2x2_taps)
 max_pool_backward_2x2 = _compile(_max_pool_backward_2x2)
+adaptive_max_pool = _compile(_adaptive_max_pool)
 depthwise_forward = _compile(_depthwise_forward)
 depthwise_backward = _compile(_depthwise_backward, fastmath={"reassoc"})
 im2col = _compile(_im2col)

@@ -1,16 +1,22 @@
-"""Pooling forward and backward passes: max, average, adaptive average and global average.
+"""Max and average pooling, forward and backward, with torch's padding, dilation and ceil_mode.
 
 Max and average pooling visit the kH*kW taps of the window as whole-array shifted slices (no Python
-loop over windows). Max pooling keeps a running maximum; for the backward pass it finds the index
-of the tap that produced it (as PyTorch's CPU kernel does: the first maximum in row-major window
-order wins ties, a NaN always wins, and a window of -inf picks its first input inside the
-padding), and routes each gradient to exactly one input with one masked slice-add per tap. With
-numba installed, the loops of cnnkit.functional._compiled find the winners and route the
-gradients in one pass (2x2 windows at stride 2, the common case, by a kernel of their own).
+loop over windows). Max pooling keeps a running maximum; for the backward pass (or for
+``return_indices``) it finds the index of the tap that produced it (as PyTorch's CPU kernel does:
+the first maximum in row-major window order wins ties, a NaN always wins, and a window of -inf
+picks its first input inside the padding), and routes each gradient to exactly one input with
+one masked slice-add per tap. With numba installed, the loops of cnnkit.functional._compiled
+find the winners and route the gradients in one pass for undilated windows (2x2 windows at
+stride 2, the common case, by a kernel of their own).
+
+``ceil_mode`` follows torch: the output size rounds up, but the last window must start inside
+the input or the left padding; the windows that reach past the right padding read -inf (max)
+or zeros that the divisor leaves out (average).
 """
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +26,6 @@ from cnnkit.functional._args import (
     Padding2d,
     cache_blocks,
     check_4d,
-    output_size,
     pad_hw,
     pair,
     resolve_padding,
@@ -37,38 +42,74 @@ stride 2, 64x64 planes: 4x4 outputs 5.4 -> 3.8 ms, 6x6 8.2 against 8.5, 7x7 9.9 
 
 @dataclass
 class PoolGeometry:
-    """Window geometry of a pooling call, resolved against the input shape."""
+    """Window geometry of a pooling call, resolved against the input shape.
+
+    ``padding`` is what the kernels pad the input with: the requested padding (``requested``)
+    plus, with ceil_mode, the rows and columns that the last windows reach past it.
+    """
 
     kernel: tuple[int, int]
     stride: tuple[int, int]
+    dilation: tuple[int, int]
     padding: Padding2d
+    requested: Padding2d
+    input_hw: tuple[int, int]
     out_hw: tuple[int, int]
 
     def taps(self):
         """Yield (u, v, row slice, column slice) for every kernel tap."""
         for u in range(self.kernel[0]):
-            rows = window_slice(u, self.stride[0], self.out_hw[0])
+            rows = window_slice(u * self.dilation[0], self.stride[0], self.out_hw[0])
             for v in range(self.kernel[1]):
-                yield u, v, rows, window_slice(v, self.stride[1], self.out_hw[1])
+                columns = window_slice(v * self.dilation[1], self.stride[1], self.out_hw[1])
+                yield u, v, rows, columns
+
+    def window_starts(self, axis: int) -> np.ndarray:
+        """Input coordinate of each window's first tap along ``axis`` (0 rows, 1 columns)."""
+        return self.stride[axis] * np.arange(self.out_hw[axis]) - self.padding[axis][0]
 
 
-def _geometry(x, kernel_size, stride, padding, op) -> PoolGeometry:
-    check_4d(x, op)
+def pooled_size(size, pad, kernel, stride, dilation, ceil_mode) -> int:
+    """torch's pooling_output_shape: floor (or ceil) of (size + pads - d*(k-1) - 1) / s, plus 1;
+    with ceil_mode, one fewer when the last window would start past the input and left pad."""
+    span = size + pad[0] + pad[1] - dilation * (kernel - 1) - 1
+    out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + pad[0]:
+        out -= 1
+    return out
+
+
+def pool_geometry(
+    shape, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, op="max_pool2d"
+) -> PoolGeometry:
+    """Resolve the window arguments against an (N, C, H, W) ``shape``; raise on bad ones."""
     kernel = pair(kernel_size, "kernel_size")
     stride = kernel if stride is None else pair(stride, "stride")
-    pad = resolve_padding(padding, x.shape[2:], kernel, stride, (1, 1))
-    if padding != "same" and any(max(pad[i]) > kernel[i] // 2 for i in range(2)):
+    dilation = pair(dilation, "dilation")
+    if not isinstance(ceil_mode, (bool, np.bool_)):
+        raise TypeError(f"{op} ceil_mode must be a bool, got {ceil_mode!r}")
+    hw = (int(shape[2]), int(shape[3]))
+    requested = resolve_padding(padding, hw, kernel, stride, dilation)
+    if padding != "same" and any(max(requested[i]) > kernel[i] // 2 for i in range(2)):
         raise ValueError(f"{op} padding {padding!r} must be at most half the kernel size {kernel}")
-    out_hw = (
-        output_size(x.shape[2], pad[0], kernel[0], stride[0], 1),
-        output_size(x.shape[3], pad[1], kernel[1], stride[1], 1),
+    out_hw = tuple(
+        pooled_size(hw[i], requested[i], kernel[i], stride[i], dilation[i], ceil_mode)
+        for i in range(2)
     )
     if min(out_hw) < 1:
+        reach = tuple(dilation[i] * (kernel[i] - 1) + 1 for i in range(2))
+        what = f"kernel {kernel}" if reach == kernel else f"dilated kernel {reach}"
         raise ValueError(
-            f"{op} kernel {kernel} is larger than the padded input "
-            f"{(x.shape[2] + sum(pad[0]), x.shape[3] + sum(pad[1]))} (input shape {x.shape})"
+            f"{op} {what} is larger than the padded input "
+            f"{(hw[0] + sum(requested[0]), hw[1] + sum(requested[1]))} (input shape {shape})"
         )
-    return PoolGeometry(kernel, stride, pad, out_hw)
+    padding = tuple(
+        (top, max(bottom, (out - 1) * s + d * (k - 1) + 1 - size - top))
+        for (top, bottom), out, s, d, k, size in zip(
+            requested, out_hw, stride, dilation, kernel, hw, strict=True
+        )
+    )
+    return PoolGeometry(kernel, stride, dilation, padding, requested, hw, out_hw)
 
 
 @dataclass
@@ -82,16 +123,26 @@ class MaxPool2dCache:
 
 
 def max_pool2d(
-    x: np.ndarray, kernel_size, stride=None, padding=0
-) -> tuple[np.ndarray, MaxPool2dCache]:
-    """y[n,c,i,j] = max over the window of x padded with -inf; stride defaults to kernel_size.
+    x: np.ndarray,
+    kernel_size,
+    stride=None,
+    padding=0,
+    dilation=1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+):
+    """y[n,c,i,j] = max over u, v of xpad[n, c, i*s + u*d, j*s + v*d], padded with -inf.
 
-    The forward pass keeps only a running maximum (np.maximum propagates NaN, as PyTorch does);
-    which tap won is worked out by :func:`winning_taps` when the backward pass asks, so that
-    inference pays for none of it.
+    Returns (out, cache), or ((out, indices), cache) with ``return_indices``: indices[n,c,i,j]
+    is the flat position h*W + w in x[n, c] of each maximum (torch.nn.functional.max_pool2d).
+    Stride defaults to kernel_size. The forward pass keeps only a running maximum (np.maximum
+    propagates NaN, as PyTorch does); which tap won is worked out by :func:`winning_taps` when
+    the backward pass or ``return_indices`` asks, so that inference pays for none of it.
     """
-    geometry = _geometry(x, kernel_size, stride, padding, "max_pool2d")
-    if reference.enabled():
+    check_4d(x, "max_pool2d")
+    geometry = pool_geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    plain = geometry.dilation == (1, 1) and not ceil_mode and not return_indices
+    if plain and reference.enabled():
         args = (x, geometry.kernel, geometry.stride, geometry.padding)
         return reference.max_pool2d(*args), reference.Call(reference.max_pool2d_backward, args)
     xp = pad_hw(x, geometry.padding, value=-np.inf)
@@ -101,7 +152,11 @@ def max_pool2d(
         best, source = out[images, channels], xp[images, channels]
         for _, _, rows, columns in geometry.taps():
             np.maximum(best, source[:, :, rows, columns], out=best)
-    return out, MaxPool2dCache(x, xp.shape, geometry)
+    cache = MaxPool2dCache(x, xp.shape, geometry)
+    if not return_indices:
+        return out, cache
+    cache.argmax = winning_taps(x, geometry)
+    return (out, flat_indices(cache.argmax, geometry)), cache
 
 
 def winning_taps(x: np.ndarray, geometry: PoolGeometry) -> np.ndarray:
@@ -125,11 +180,20 @@ def winning_taps(x: np.ndarray, geometry: PoolGeometry) -> np.ndarray:
     return argmax
 
 
+def flat_indices(argmax: np.ndarray, geometry: PoolGeometry) -> np.ndarray:
+    """torch's max-pool indices: row * W + column in the input plane of each winning tap."""
+    u, v = np.divmod(argmax.astype(np.int64), geometry.kernel[1])
+    rows = geometry.window_starts(0)[:, None] + u * geometry.dilation[0]
+    columns = geometry.window_starts(1)[None, :] + v * geometry.dilation[1]
+    return rows * geometry.input_hw[1] + columns
+
+
 def _first_inside_tap(geometry: PoolGeometry) -> np.ndarray:
     """Tap index of each window's first non-padding input, the winner while nothing beats -inf."""
-    (top, _), (left, _) = geometry.padding
-    u0 = np.maximum(top - geometry.stride[0] * np.arange(geometry.out_hw[0]), 0)
-    v0 = np.maximum(left - geometry.stride[1] * np.arange(geometry.out_hw[1]), 0)
+    u0, v0 = (
+        -(np.minimum(geometry.window_starts(axis), 0) // geometry.dilation[axis])
+        for axis in range(2)
+    )
     return (u0[:, None] * geometry.kernel[1] + v0[None, :]).astype(np.int32)
 
 
@@ -138,7 +202,7 @@ def max_pool2d_backward(dout: np.ndarray, cache: MaxPool2dCache) -> np.ndarray:
     if isinstance(cache, reference.Call):
         return cache.backward(dout)
     geometry = cache.geometry
-    if _compiled.ENABLED:
+    if _compiled.ENABLED and geometry.dilation == (1, 1):
         return _compiled_backward(dout, cache)
     if cache.argmax is None:
         cache.argmax = winning_taps(cache.source, geometry)
@@ -192,33 +256,69 @@ class AvgPool2dCache:
 
 
 def avg_pool2d(
-    x: np.ndarray, kernel_size, stride=None, padding=0, count_include_pad: bool = True
+    x: np.ndarray,
+    kernel_size,
+    stride=None,
+    padding=0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override=None,
 ) -> tuple[np.ndarray, AvgPool2dCache]:
-    """y[n,c,i,j] = mean of the window; zero padding counts unless count_include_pad=False."""
-    geometry = _geometry(x, kernel_size, stride, padding, "avg_pool2d")
-    if reference.enabled():
+    """y[n,c,i,j] = sum of the window / divisor (torch.nn.functional.avg_pool2d).
+
+    The divisor is ``divisor_override`` when given; else the window's taps inside the input and
+    the padding (count_include_pad, the default) or inside the input only. A window that
+    ceil_mode lets reach past the padding counts only what lies inside it, as torch does.
+    """
+    check_4d(x, "avg_pool2d")
+    divisor_override = check_divisor(divisor_override)
+    geometry = pool_geometry(x.shape, kernel_size, stride, padding, 1, ceil_mode, "avg_pool2d")
+    if not ceil_mode and divisor_override is None and reference.enabled():
         args = (geometry.kernel, geometry.stride, geometry.padding, count_include_pad)
-        backward_args = (x.shape, *args)
         out = reference.avg_pool2d(x, *args)
-        return out, reference.Call(reference.avg_pool2d_backward, backward_args)
+        return out, reference.Call(reference.avg_pool2d_backward, (x.shape, *args))
     xp = pad_hw(x, geometry.padding)
     out = np.zeros(x.shape[:2] + geometry.out_hw, dtype=x.dtype)
     for _, _, rows, columns in geometry.taps():
         out += xp[:, :, rows, columns]
-    if count_include_pad:
-        divisor = np.full((1, 1) + geometry.out_hw, geometry.kernel[0] * geometry.kernel[1])
-    else:
-        inside = pad_hw(np.ones((1, 1) + x.shape[2:]), geometry.padding)
-        divisor = np.zeros((1, 1) + geometry.out_hw)
-        for _, _, rows, columns in geometry.taps():
-            divisor += inside[:, :, rows, columns]
-    divisor = divisor.astype(x.dtype)
+    divisor = _divisor(geometry, count_include_pad, divisor_override).astype(x.dtype)
     out /= divisor
     return out, AvgPool2dCache(divisor, xp.shape, geometry)
 
 
+def check_divisor(divisor_override):
+    """Return ``divisor_override`` (None or a nonzero int) as torch accepts it; raise otherwise."""
+    if divisor_override is None:
+        return None
+    if isinstance(divisor_override, bool) or not isinstance(divisor_override, numbers.Integral):
+        raise TypeError(f"divisor_override must be an int or None, got {divisor_override!r}")
+    if divisor_override == 0:
+        raise ValueError("divisor_override must not be zero, got 0")
+    return int(divisor_override)
+
+
+def _divisor(geometry: PoolGeometry, count_include_pad: bool, divisor_override) -> np.ndarray:
+    """(1, 1, H_out, W_out) divisors: the product of each window's row and column counts.
+
+    A window from ``start`` counts [start, min(start + k, size + pad_after)) with
+    count_include_pad, else [max(start, 0), min(start + k, size)): torch's avg_pool2d rule.
+    """
+    if divisor_override is not None:
+        return np.full((1, 1) + geometry.out_hw, divisor_override)
+    counts = []
+    for axis in range(2):
+        start = geometry.window_starts(axis)
+        size, after = geometry.input_hw[axis], geometry.requested[axis][1]
+        end = start + geometry.kernel[axis]
+        if count_include_pad:
+            counts.append(np.minimum(end, size + after) - start)
+        else:
+            counts.append(np.minimum(end, size) - np.maximum(start, 0))
+    return (counts[0][:, None] * counts[1][None, :])[None, None]
+
+
 def avg_pool2d_backward(dout: np.ndarray, cache: AvgPool2dCache) -> np.ndarray:
-    """dL/dx: each output's gradient spread evenly over its window."""
+    """dL/dx: each output's gradient divided by its divisor and added to its whole window."""
     if isinstance(cache, reference.Call):
         return cache.backward(dout)
     geometry = cache.geometry
@@ -227,88 +327,3 @@ def avg_pool2d_backward(dout: np.ndarray, cache: AvgPool2dCache) -> np.ndarray:
     for _, _, rows, columns in geometry.taps():
         dxp[:, :, rows, columns] += share
     return unpad_hw(dxp, geometry.padding)
-
-
-def adaptive_bins(size: int, out: int) -> list[tuple[int, int]]:
-    """PyTorch's adaptive bins: [floor(i*size/out), ceil((i+1)*size/out)) for i < out."""
-    return [((i * size) // out, -(-((i + 1) * size) // out)) for i in range(out)]
-
-
-def adaptive_output_size(output_size, input_hw: tuple[int, int] | None = None) -> tuple:
-    """``output_size`` as (out_h, out_w): an int, or a pair whose None entries take that input
-    size (torch's rule); without ``input_hw`` the None entries stay, the others are checked."""
-    if isinstance(output_size, (tuple, list)) and len(output_size) == 2 and None in output_size:
-        if input_hw is None:
-            for size in output_size:
-                if size is not None:
-                    pair(size, "output_size")
-            return tuple(output_size)
-        sizes = zip(output_size, input_hw, strict=True)
-        output_size = tuple(size if wanted is None else wanted for wanted, size in sizes)
-    return pair(output_size, "output_size")
-
-
-def adaptive_avg_pool2d(x: np.ndarray, output_size) -> tuple[np.ndarray, tuple]:
-    """Average over PyTorch's adaptive bins so that the output is exactly ``output_size``."""
-    check_4d(x, "adaptive_avg_pool2d")
-    out_h, out_w = adaptive_output_size(output_size, x.shape[2:])
-    row_bins = adaptive_bins(x.shape[2], out_h)
-    col_bins = adaptive_bins(x.shape[3], out_w)
-    out = np.empty(x.shape[:2] + (out_h, out_w), dtype=x.dtype)
-    for i, (r0, r1) in enumerate(row_bins):
-        for j, (c0, c1) in enumerate(col_bins):
-            out[:, :, i, j] = x[:, :, r0:r1, c0:c1].mean(axis=(2, 3))
-    return out, (x.shape, row_bins, col_bins)
-
-
-def adaptive_avg_pool2d_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
-    """dL/dx: each bin's gradient spread evenly over the bin (bins may overlap)."""
-    input_shape, row_bins, col_bins = cache
-    dx = np.zeros(input_shape, dtype=dout.dtype)
-    for i, (r0, r1) in enumerate(row_bins):
-        for j, (c0, c1) in enumerate(col_bins):
-            area = (r1 - r0) * (c1 - c0)
-            dx[:, :, r0:r1, c0:c1] += (dout[:, :, i, j] / area)[:, :, None, None]
-    return dx
-
-
-def adaptive_max_pool2d(x: np.ndarray, output_size) -> tuple[np.ndarray, np.ndarray, tuple]:
-    """Maximum over PyTorch's adaptive bins; also the flat index into H * W of each maximum
-    (the first one, row by row, on a tie), as torch's return_indices gives."""
-    check_4d(x, "adaptive_max_pool2d")
-    out_h, out_w = adaptive_output_size(output_size, x.shape[2:])
-    row_bins = adaptive_bins(x.shape[2], out_h)
-    col_bins = adaptive_bins(x.shape[3], out_w)
-    out = np.empty(x.shape[:2] + (out_h, out_w), dtype=x.dtype)
-    indices = np.empty(x.shape[:2] + (out_h, out_w), dtype=np.int64)
-    width = x.shape[3]
-    for i, (r0, r1) in enumerate(row_bins):
-        for j, (c0, c1) in enumerate(col_bins):
-            window = x[:, :, r0:r1, c0:c1].reshape(x.shape[:2] + (-1,))
-            best = window.argmax(axis=2)
-            out[:, :, i, j] = np.take_along_axis(window, best[..., None], axis=2)[..., 0]
-            rows, cols = np.divmod(best, c1 - c0)
-            indices[:, :, i, j] = (r0 + rows) * width + c0 + cols
-    return out, indices, (x.shape, indices)
-
-
-def adaptive_max_pool2d_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
-    """dL/dx: each bin's gradient goes to its maximum (added up where bins overlap)."""
-    input_shape, indices = cache
-    n, c, h, w = input_shape
-    dx = np.zeros((n * c, h * w), dtype=dout.dtype)
-    rows = np.repeat(np.arange(n * c), indices[0, 0].size)
-    np.add.at(dx, (rows, indices.reshape(-1)), dout.reshape(-1))
-    return dx.reshape(input_shape)
-
-
-def global_avg_pool2d(x: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
-    """y[n, c] = mean over (H, W) of x[n, c] (output shape (N, C), as Keras' layer)."""
-    check_4d(x, "global_avg_pool2d")
-    return x.mean(axis=(2, 3)), x.shape
-
-
-def global_avg_pool2d_backward(dout: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
-    """dL/dx[n, c, h, w] = dL/dy[n, c] / (H * W)."""
-    area = input_shape[2] * input_shape[3]
-    return np.broadcast_to((dout / area)[:, :, None, None], input_shape).copy()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cnnkit.functional._args import output_size, resolve_padding
-from cnnkit.functional.pool import adaptive_output_size
+from cnnkit.functional.adaptive_pool import resolve_output_size
 from cnnkit.nn import (
     AdaptiveAvgPool2d,
     AvgPool2d,
@@ -178,7 +178,7 @@ def leaf_output_shape(module: Module, shape: tuple[int, ...]) -> tuple[int, ...]
     if isinstance(module, (MaxPool2d, AvgPool2d)):
         return _pool_output_shape(module, shape)
     if isinstance(module, AdaptiveAvgPool2d):
-        return (*shape[:2], *adaptive_output_size(module.output_size, shape[2:]))
+        return (*shape[:2], *resolve_output_size(module.output_size, shape[2:], "summary"))
     if isinstance(module, GlobalAvgPool2d):
         return shape[:2]
     if isinstance(module, Flatten):

@@ -45,6 +45,7 @@ from cnnkit.nn.pool import (
     AvgPool2d,
     GlobalAvgPool2d,
     MaxPool2d,
+    MaxUnpool2d,
 )
 from cnnkit.nn.resample import (
     ChannelShuffle,
@@ -95,6 +96,7 @@ __all__ = [
     "MSELoss",
     "MaxPool2d",
     "Mish",
+    "MaxUnpool2d",
     "Module",
     "NLLLoss",
     "PReLU",

@@ -16,7 +16,7 @@ import numpy as np
 
 from cnnkit import nn
 from cnnkit.functional._args import resolve_padding
-from cnnkit.functional.pool import adaptive_output_size
+from cnnkit.functional.adaptive_pool import resolve_output_size
 from cnnkit.models.layers import GlobalMaxPool2d
 from cnnkit.models.resnet import ZeroPadShortcut
 from cnnkit.onnx.trace import ExportError, GraphBuilder
@@ -254,7 +254,7 @@ def pool(b, m, names, xs, y):
 def adaptive_avg_pool(b, m, names, xs, y):
     """AdaptiveAvgPool2d -> GlobalAveragePool (output 1x1) or AveragePool (sizes dividing)."""
     size = xs[0].shape[2:]
-    wanted = adaptive_output_size(m.output_size, size)
+    wanted = resolve_output_size(m.output_size, size, "AdaptiveAvgPool2d")
     if wanted == (1, 1):
         return b.node("GlobalAveragePool", names)
     if any(size[i] % wanted[i] for i in range(2)):
