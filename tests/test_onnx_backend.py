@@ -36,7 +36,7 @@ REFUSED = {
     "float32 or float64",
     r"training|_mask": "training-mode Dropout and BatchNormalization, Dropout's mask output",
     r"_1d|_3d": "1-D and 3-D pooling, 1-D and 3-D transposed convolution",
-    r"ceil|dilations": "pooling with ceil_mode or dilations",
+    r"averagepool_2d_dilations": "AveragePool with dilations (AvgPool2d has none)",
     r"argmax": "MaxPool's Indices output",
     r"sequence|_opt$": "sequence and optional inputs",
     r"uint8|int8|_pad$": "integer data through layers that compute in floats (MaxPool, Pad "

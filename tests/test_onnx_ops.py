@@ -114,6 +114,23 @@ POOL_CASES = {
         "AveragePool",
         dict(kernel_shape=[2, 2], auto_pad="SAME_LOWER", count_include_pad=1),
     ),
+    "MaxPool ceil_mode": ("MaxPool", dict(kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1)),
+    "MaxPool ceil pads dilations": (
+        "MaxPool",
+        dict(kernel_shape=[2, 3], strides=[2, 2], pads=[1, 1, 1, 1], dilations=[2, 2], ceil_mode=1),
+    ),
+    "AveragePool ceil include pad": (
+        "AveragePool",
+        dict(
+            kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1, count_include_pad=1
+        ),
+    ),
+    "AveragePool ceil exclude pad": (
+        "AveragePool",
+        dict(
+            kernel_shape=[2, 2], strides=[3, 3], pads=[1, 0, 1, 0], ceil_mode=1, count_include_pad=0
+        ),
+    ),
     "AveragePool asymmetric": (
         "AveragePool",
         dict(kernel_shape=[3, 3], pads=[1, 0, 0, 1], count_include_pad=0),
@@ -293,6 +310,8 @@ def test_backward_of_imported_nodes():
         ),
         node_model("Conv", [("x", X), ("w", W, "c")], pads=[0, 1, 2, 1]),
         node_model("AveragePool", [("x", X)], kernel_shape=[3, 3], pads=[1, 0, 0, 1]),
+        node_model("AveragePool", [("x", X)], kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1),
+        node_model("MaxPool", [("x", X)], kernel_shape=[2, 2], dilations=[2, 1], ceil_mode=1),
         node_model("Mul", [("x", X), ("s", f32(4, 1, 1), "c")]),
         node_model("Div", [("s", f32(4, 1, 1), "c"), ("x", X)]),
         node_model("Transpose", [("x", X)], perm=[0, 2, 3, 1]),
@@ -433,8 +452,10 @@ def test_conv_configurations_by_hypothesis(config, with_bias):
     st.lists(st.integers(0, 1), min_size=4, max_size=4),
     st.booleans(),
     st.sampled_from(["NOTSET", "SAME_UPPER", "VALID"]),
+    st.booleans(),
+    st.integers(1, 2),
 )
-def test_pool_configurations_by_hypothesis(op, k, s, pads, include_pad, auto_pad):
+def test_pool_configurations_by_hypothesis(op, k, s, pads, include_pad, auto_pad, ceil, d):
     x = np.random.default_rng(k * 10 + s).standard_normal((2, 3, 7, 8)).astype(np.float32)
     attrs = {"kernel_shape": [k, k + 1], "strides": [s, s]}
     if auto_pad == "NOTSET":
@@ -444,6 +465,10 @@ def test_pool_configurations_by_hypothesis(op, k, s, pads, include_pad, auto_pad
         attrs["auto_pad"] = auto_pad
     if op == "AveragePool":
         attrs["count_include_pad"] = int(include_pad)
+    elif auto_pad != "SAME_UPPER":  # onnxruntime takes no dilations with auto_pad SAME
+        attrs["dilations"] = [d, d]
+    if auto_pad == "NOTSET":
+        attrs["ceil_mode"] = int(ceil)
     check_node(node_model(op, [("x", x)], **attrs), x)
 
 

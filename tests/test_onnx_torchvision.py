@@ -82,9 +82,11 @@ MODELS = [
     "mobilenet_v2",
     "mobilenet_v3_small",
     "efficientnet_b0",
+    "squeezenet1_1",
     "shufflenet_v2_x0_5",
     "densenet121",
     "mnasnet0_5",
+    "googlenet",
     "vgg11_bn",
     "unet",
 ]
