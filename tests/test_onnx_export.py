@@ -93,6 +93,8 @@ def layer_zoo(rng):
         nn.ReLU6(),
         nn.ReplicationPad2d(1),
         nn.AvgPool2d(3, 2, padding=1, count_include_pad=False),
+        nn.MaxPool2d(2, 1, dilation=2, ceil_mode=True),
+        nn.AvgPool2d(2, 2, ceil_mode=True),
         nn.SiLU(),
         nn.Mish(),
         nn.ELU(0.5),
@@ -100,11 +102,11 @@ def layer_zoo(rng):
         nn.Residual(nn.Sequential(nn.Conv2d(6, 6, 1, rng=r), nn.Hardsigmoid())),
         nn.Softplus(),
         nn.LeakyReLU(0.1),
-        nn.AdaptiveAvgPool2d(2),
+        nn.AdaptiveAvgPool2d((2, 3)),
         nn.Tanh(),
         nn.Flatten(),
         nn.Dropout(0.3),
-        nn.Linear(24, 5, rng=r),
+        nn.Linear(36, 5, rng=r),
         nn.Sigmoid(),
         nn.Identity(),
         nn.LogSoftmax(dim=1),
@@ -114,12 +116,13 @@ def layer_zoo(rng):
 def test_layers_outside_the_zoo(rng, tmp_path):
     imported = check_round_trip(layer_zoo(rng), (3, 9, 8), rng, tmp_path)
     layers = {name: type(layer).__name__ for name, layer in imported.layers()}
-    assert layers["0_Pad"] == "ReflectionPad2d" and layers["13.Add"] == "Add"
-    assert [layers[str(i)] for i in (1, 2, 3, 6, 11, 12, 15)] == [
+    assert layers["0_Pad"] == "ReflectionPad2d" and layers["15.Add"] == "Add"
+    assert [layers[str(i)] for i in (1, 2, 3, 6, 9, 13, 14, 17)] == [
         "PReLU",
         "ConvTranspose2d",
         "Hardswish",
         "ReLU6",
+        "MaxPool2d",
         "ELU",
         "Hardtanh",
         "LeakyReLU",

@@ -179,3 +179,19 @@ def test_layer_paths_from_initializers_and_scopes():
         "relu_4",
         "fused",
     ]
+
+
+def test_to_float64_casts_parameters_and_constants():
+    """A float32 import cast with .to(float64) computes what a float64 import does, constants
+    of the graph included (the 2 of x * 2 + bias)."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Constant", [], ["two"], value_float=2.0),
+        helper.make_node("Mul", ["c", "two"], ["y"]),
+    ]
+    w = onnx.numpy_helper.from_array(np.ones((2, 3, 3, 3), np.float32) / 7, "w")
+    model = graph_model(nodes, ["x"], ["y"], [w])
+    x = np.random.default_rng(0).standard_normal((1, 3, 5, 5))
+    cast = ckonnx.load(model).to(np.float64)
+    np.testing.assert_allclose(cast(x), ckonnx.load(model, dtype=np.float64)(x), rtol=1e-12)
+    assert cast(x).dtype == np.float64

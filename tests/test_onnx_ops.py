@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx_support import node_model, run_ort
 
 import cnnkit.onnx as ckonnx
@@ -112,6 +114,23 @@ POOL_CASES = {
         "AveragePool",
         dict(kernel_shape=[2, 2], auto_pad="SAME_LOWER", count_include_pad=1),
     ),
+    "MaxPool ceil_mode": ("MaxPool", dict(kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1)),
+    "MaxPool ceil pads dilations": (
+        "MaxPool",
+        dict(kernel_shape=[2, 3], strides=[2, 2], pads=[1, 1, 1, 1], dilations=[2, 2], ceil_mode=1),
+    ),
+    "AveragePool ceil include pad": (
+        "AveragePool",
+        dict(
+            kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1, count_include_pad=1
+        ),
+    ),
+    "AveragePool ceil exclude pad": (
+        "AveragePool",
+        dict(
+            kernel_shape=[2, 2], strides=[3, 3], pads=[1, 0, 1, 0], ceil_mode=1, count_include_pad=0
+        ),
+    ),
     "AveragePool asymmetric": (
         "AveragePool",
         dict(kernel_shape=[3, 3], pads=[1, 0, 0, 1], count_include_pad=0),
@@ -170,6 +189,11 @@ def test_gelu_prelu_softmax():
         for axis in (-1, 1):
             check_node(node_model(op, [("x", x)], axis=axis), x)
         check_node(node_model(op, [("x", x)], opset=11, axis=3), x)
+        check_node(node_model(op, [("x", x)], opset=11, axis=1), x)
+    for size in (1, 3, 5):
+        attrs = dict(size=size, alpha=0.3, beta=0.75, bias=2.0)
+        check_node(node_model("LRN", [("x", x)], **attrs), x)
+    check_node(node_model("Sum", [("a", x), ("b", x[0]), ("c", x[:, :1])]), x, x[0], x[:, :1])
 
 
 def test_clip_before_opset_11_and_dropout_identity():
@@ -286,6 +310,8 @@ def test_backward_of_imported_nodes():
         ),
         node_model("Conv", [("x", X), ("w", W, "c")], pads=[0, 1, 2, 1]),
         node_model("AveragePool", [("x", X)], kernel_shape=[3, 3], pads=[1, 0, 0, 1]),
+        node_model("AveragePool", [("x", X)], kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1),
+        node_model("MaxPool", [("x", X)], kernel_shape=[2, 2], dilations=[2, 1], ceil_mode=1),
         node_model("Mul", [("x", X), ("s", f32(4, 1, 1), "c")]),
         node_model("Div", [("s", f32(4, 1, 1), "c"), ("x", X)]),
         node_model("Transpose", [("x", X)], perm=[0, 2, 3, 1]),
@@ -306,6 +332,8 @@ def test_backward_of_imported_nodes():
         node_model("MatMul", [("x", X), ("w", f32(8, 3), "c")]),
         node_model("PRelu", [("x", X), ("s", f32(4, 1, 1), "c")]),
         node_model("HardSigmoid", [("x", X)]),
+        node_model("LRN", [("x", X)], size=3, alpha=0.5, beta=0.75, bias=1.5),
+        node_model("LogSoftmax", [("x", X)], opset=11, axis=1),
     ]
     for model in cases:
         assert_gradcheck(ckonnx.load(model, dtype=np.float64), x + 0.01)
@@ -383,3 +411,76 @@ def test_backward_of_decomposed_and_resampling_nodes():
     ]
     for model in cases:
         assert_gradcheck(ckonnx.load(model, dtype=np.float64), x)
+
+
+@st.composite
+def conv_configs(draw):
+    groups = draw(st.sampled_from([1, 2]))
+    c_in, c_out = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 3))
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 4)))
+    auto_pad = draw(st.sampled_from(["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"]))
+    dilation = st.integers(1, 1 if auto_pad.startswith("SAME") else 2)  # onnxruntime's limit
+    attrs = {
+        "strides": [draw(st.integers(1, 3)), draw(st.integers(1, 3))],
+        "dilations": [draw(dilation), draw(dilation)],
+        "group": groups,
+    }
+    if auto_pad == "NOTSET":
+        attrs["pads"] = [draw(st.integers(0, 2)) for _ in range(4)]
+    else:
+        attrs["auto_pad"] = auto_pad
+    size = (draw(st.integers(8, 11)), draw(st.integers(8, 11)))
+    return c_in, c_out, kernel, size, attrs
+
+
+@settings(max_examples=25, deadline=None)
+@given(conv_configs(), st.booleans())
+def test_conv_configurations_by_hypothesis(config, with_bias):
+    c_in, c_out, kernel, size, attrs = config
+    rng = np.random.default_rng(len(str(config)))
+    x = rng.standard_normal((2, c_in, *size)).astype(np.float32)
+    w = rng.standard_normal((c_out, c_in // attrs["group"], *kernel)).astype(np.float32)
+    bias = [("b", rng.standard_normal(c_out).astype(np.float32), "c")] if with_bias else []
+    check_node(node_model("Conv", [("x", x), ("w", w, "c"), *bias], **attrs), x)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.sampled_from(["MaxPool", "AveragePool"]),
+    st.integers(1, 3),
+    st.integers(1, 3),
+    st.lists(st.integers(0, 1), min_size=4, max_size=4),
+    st.booleans(),
+    st.sampled_from(["NOTSET", "SAME_UPPER", "VALID"]),
+    st.booleans(),
+    st.integers(1, 2),
+)
+def test_pool_configurations_by_hypothesis(op, k, s, pads, include_pad, auto_pad, ceil, d):
+    x = np.random.default_rng(k * 10 + s).standard_normal((2, 3, 7, 8)).astype(np.float32)
+    attrs = {"kernel_shape": [k, k + 1], "strides": [s, s]}
+    if auto_pad == "NOTSET":
+        halves = (k // 2, (k + 1) // 2, k // 2, (k + 1) // 2)  # [top, left, bottom, right]
+        attrs["pads"] = [min(p, half) for p, half in zip(pads, halves, strict=True)]
+    else:
+        attrs["auto_pad"] = auto_pad
+    if op == "AveragePool":
+        attrs["count_include_pad"] = int(include_pad)
+    elif auto_pad != "SAME_UPPER":  # onnxruntime takes no dilations with auto_pad SAME
+        attrs["dilations"] = [d, d]
+    if auto_pad == "NOTSET":
+        attrs["ceil_mode"] = int(ceil)
+    check_node(node_model(op, [("x", x)], **attrs), x)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from(["Add", "Sub", "Mul", "Div"]), st.data())
+def test_broadcasting_by_hypothesis(op, data):
+    shape = data.draw(st.lists(st.integers(1, 4), min_size=1, max_size=4))
+    other = [data.draw(st.sampled_from([1, n])) for n in shape]
+    other = other[data.draw(st.integers(0, len(other))) :]
+    rng = np.random.default_rng(len(shape))
+    a = rng.standard_normal(shape).astype(np.float32)
+    b = np.asarray(1.5 + rng.random(other), dtype=np.float32)
+    graph = check_node(node_model(op, [("a", a), ("b", b)]), a, b)
+    da, db = graph.backward(np.ones(np.broadcast_shapes(a.shape, b.shape), np.float32))
+    assert da.shape == a.shape and db.shape == b.shape

@@ -82,9 +82,11 @@ MODELS = [
     "mobilenet_v2",
     "mobilenet_v3_small",
     "efficientnet_b0",
+    "squeezenet1_1",
     "shufflenet_v2_x0_5",
     "densenet121",
     "mnasnet0_5",
+    "googlenet",
     "vgg11_bn",
     "unet",
 ]
@@ -92,6 +94,8 @@ MODELS = [
 
 @pytest.mark.parametrize("name", MODELS)
 def test_imported_model_gives_onnxruntime_logits(name):
+    """Batch 1 and 4 against onnxruntime and torch; then written back by cnnkit.onnx.export
+    (shape computations included, batch dynamic), run by onnxruntime at batch 4."""
     torch_model = randomize_batch_norms_(build(name)).eval()
     data = torch_to_onnx(torch_model, (1, 3, 64, 64))
     model = ckonnx.load(data)
@@ -106,6 +110,9 @@ def test_imported_model_gives_onnxruntime_logits(name):
         with torch.no_grad():
             reference = torch_model(torch.from_numpy(x)).numpy()
         np.testing.assert_allclose(got, reference, rtol=1e-4, atol=1e-5 * scale)
+    written = ckonnx.export(model, None, (3, 64, 64)).SerializeToString()
+    np.testing.assert_allclose(run_ort(written, x)[0], got, rtol=1e-4, atol=1e-5 * scale)
+    assert set(ckonnx.load(written).state_dict()) == set(model.state_dict())
 
 
 def test_imported_resnet18_fine_tunes_as_torch():
@@ -140,6 +147,9 @@ def test_imported_resnet18_fine_tunes_as_torch():
                 )
         opt.step()
         torch_opt.step()
+    written = ckonnx.export(model, None, (3, 32, 32)).SerializeToString()
+    model.eval()
+    np.testing.assert_allclose(run_ort(written, x)[0], model(x), rtol=1e-4, atol=1e-4)
 
 
 class TorchLayers(tnn.Module):

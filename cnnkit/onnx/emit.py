@@ -243,11 +243,17 @@ def softmax(b, m, names, xs, y):
 
 @emits(nn.MaxPool2d, nn.AvgPool2d)
 def pool(b, m, names, xs, y):
-    """MaxPool2d / AvgPool2d -> MaxPool / AveragePool (count_include_pad)."""
+    """MaxPool2d / AvgPool2d -> MaxPool (dilations) / AveragePool (count_include_pad), with
+    ceil_mode; return_indices and divisor_override have no ONNX form."""
     attrs = {"kernel_shape": list(m.kernel_size), "strides": list(m.stride), **_pads(m.padding)}
+    attrs["ceil_mode"] = int(m.ceil_mode)
     if isinstance(m, nn.AvgPool2d):
+        if m.divisor_override is not None:
+            raise ExportError(f"layer {b.scope!r}: AvgPool2d divisor_override has no ONNX form")
         return b.node("AveragePool", names, count_include_pad=int(m.count_include_pad), **attrs)
-    return b.node("MaxPool", names, **attrs)
+    if m.return_indices:
+        raise ExportError(f"layer {b.scope!r}: MaxPool2d return_indices is not exported")
+    return b.node("MaxPool", names, dilations=list(m.dilation), **attrs)
 
 
 @emits(nn.AdaptiveAvgPool2d)
@@ -263,6 +269,15 @@ def adaptive_avg_pool(b, m, names, xs, y):
         )
     kernel = [size[i] // wanted[i] for i in range(2)]
     return b.node("AveragePool", names, kernel_shape=kernel, strides=kernel)
+
+
+@emits(nn.AdaptiveMaxPool2d)
+def adaptive_max_pool(b, m, names, xs, y):
+    """AdaptiveMaxPool2d to 1x1 -> GlobalMaxPool (other sizes have no ONNX operator)."""
+    wanted = resolve_output_size(m.output_size, xs[0].shape[2:], "AdaptiveMaxPool2d")
+    if m.return_indices or wanted != (1, 1):
+        raise ExportError(f"layer {b.scope!r}: only AdaptiveMaxPool2d(1) without indices")
+    return b.node("GlobalMaxPool", names)
 
 
 @emits(nn.GlobalAvgPool2d, GlobalMaxPool2d)

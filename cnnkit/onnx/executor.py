@@ -120,7 +120,7 @@ class OnnxGraph(Module):
                 and step.is_layer
                 and (step.has_parameters or any(name in needs_grad for name in step.inputs))
             )
-            if with_grad:
+            if with_grad or not recording:
                 out = step.module(*arguments)
             else:
                 with no_grad():

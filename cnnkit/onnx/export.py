@@ -13,7 +13,9 @@ from onnx import helper
 from cnnkit import __version__
 from cnnkit.nn.grad_mode import no_grad
 from cnnkit.nn.module import Module
+from cnnkit.onnx import emit_imported  # noqa: F401 (registers the imported layers' emitters)
 from cnnkit.onnx.emit import emitter_for
+from cnnkit.onnx.executor import OnnxGraph
 from cnnkit.onnx.load import BATCHES_TRACKED_KEY
 from cnnkit.onnx.trace import ExportError, GraphBuilder, Traced
 
@@ -54,12 +56,12 @@ def _wrap(builder: GraphBuilder, path: str, module: Module):
                     f"cnnkit.onnx.export has no ONNX form for layer {path!r} "
                     f"({type(module).__name__})"
                 )
-            if not all(isinstance(a, Traced) for a in args):
+            if not all(a is None or isinstance(a, Traced) for a in args):
                 raise ExportError(
                     f"cnnkit.onnx.export: layer {path!r} received an array that does not come "
                     "from the model's input"
                 )
-            names = [builder.value_name(a) for a in args]
+            names = ["" if a is None else builder.value_name(a) for a in args]
             plain = [a.view(np.ndarray) if isinstance(a, Traced) else a for a in args]
             builder.inside = True
             try:
@@ -92,19 +94,32 @@ def _scoped(builder: GraphBuilder, path: str, module: Module):
 
 
 def _trace(model: Module, shape: tuple[int, ...], builder: GraphBuilder, input_name: str):
+    """Run ``model`` on a traced input with every layer wrapped (and, for an imported graph, its
+    shape computations too, so that they are written as nodes and the batch stays dynamic, and
+    its constants as initializers)."""
     wrapped = [
         (name, m, _wrap if emitter_for(m) or not m._modules else _scoped)
         for name, m in model.named_modules()
     ]
+    if isinstance(model, OnnxGraph):
+        wrapped += [("", step.module, _wrap) for step in model.steps if not step.is_layer]
     modules = list(model.modules())
     training = [m.training for m in modules]
+    constants = getattr(model, "constants", None) if isinstance(model, OnnxGraph) else None
     try:
+        if constants is not None:
+            model.constants = {
+                name: builder.traced(value, builder.initializer(name, value))
+                for name, value in constants.items()
+            }
         model.eval()
         for name, module, wrapper in wrapped:
             object.__setattr__(module, "forward", wrapper(builder, name, module))
         with no_grad():
             out = model(builder.traced(np.zeros(shape, dtype=builder.dtype), input_name))
     finally:
+        if constants is not None:
+            model.constants = constants
         for _, module, _ in wrapped:
             module.__dict__.pop("forward", None)
         for module, mode in zip(modules, training, strict=True):

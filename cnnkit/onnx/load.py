@@ -81,15 +81,38 @@ def _opset(model: onnx.ModelProto) -> int:
     raise NotOnnxError("the model imports no version of the default ONNX operator set")
 
 
+SMALL_CONSTANT = 1024
+"""Initializers of at most this many elements keep their values for shape inference (the shape
+vectors that Reshape and friends read); larger ones (weights) only their types and shapes."""
+
+
+def _weightless(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with its large initializers turned into typed graph inputs: shape inference
+    gives the same shapes and does not serialise every weight."""
+    graph = model.graph
+    small = [t for t in graph.initializer if np.prod(t.dims) <= SMALL_CONSTANT]
+    large = [
+        onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+        for t in graph.initializer
+        if np.prod(t.dims) > SMALL_CONSTANT
+    ]
+    known = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in known] + large
+    light = onnx.helper.make_graph(graph.node, graph.name, inputs, graph.output, small)
+    return onnx.helper.make_model(
+        light, opset_imports=model.opset_import, ir_version=model.ir_version
+    )
+
+
 def _value_types(model: onnx.ModelProto) -> dict[str, tuple[int, tuple | None]]:
     """{value name: (ONNX element type, shape with None for unknown dims)} after inference."""
     try:
-        inferred = shape_inference.infer_shapes(model)
+        inferred = shape_inference.infer_shapes(_weightless(model))
     except Exception:  # inference is a help, not a requirement: unknown types stay unknown
         inferred = model
     graph = inferred.graph
     types = {}
-    for info in [*graph.input, *graph.value_info, *graph.output]:
+    for info in [*graph.output, *graph.input, *graph.value_info]:  # inferred types win
         tensor = info.type.tensor_type
         if not info.type.HasField("tensor_type"):
             continue
@@ -130,9 +153,14 @@ def load(source, dtype=np.float32) -> OnnxGraph:
     for value in inputs:
         _check_input_type(value, types)
     steps, names = [], []
+    consumed = frozenset(
+        [name for node in graph.node for name in node.input] + [o.name for o in graph.output]
+    )
     for index, node in enumerate(graph.node):
         is_layer = any(_is_float(types[o][0]) if o in types else True for o in node.output if o)
-        ctx = NodeContext(node, index, opset, dtype, constants, set(initializers), shapes, is_layer)
+        ctx = NodeContext(
+            node, index, opset, dtype, constants, set(initializers), shapes, is_layer, consumed
+        )
         module, runtime = _convert(ctx)
         present = [name for name in node.input if name]
         if all(name in constants for name in present):
@@ -143,7 +171,7 @@ def load(source, dtype=np.float32) -> OnnxGraph:
             Step(
                 module,
                 tuple(node.input[i] if i < len(node.input) else "" for i in runtime),
-                tuple(node.output),
+                tuple(ctx.outputs),
                 node.name,
                 is_layer,
                 bool(module.parameters()),
@@ -201,12 +229,12 @@ def _convert(ctx: NodeContext) -> tuple[Module, tuple[int, ...]]:
 def _fold(ctx: NodeContext, module: Module, runtime: tuple[int, ...]) -> None:
     """Compute a node whose inputs are all constants now, and keep its outputs as constants."""
     node = ctx.node
-    module.eval()
+    module.eval()  # a folded Dropout is the identity
     arguments = [ctx.constants[node.input[i]] if ctx.has_input(i) else None for i in runtime]
     with no_grad():
         out = module(*arguments)
-    outs = out if len(node.output) > 1 else (out,)
-    for name, value in zip(node.output, outs, strict=True):
+    outs = out if isinstance(out, tuple) else (out,)
+    for name, value in zip(ctx.outputs, outs, strict=True):
         if name:
             ctx.constants[name] = np.asarray(value)
 

@@ -59,8 +59,11 @@ class NodeContext:
 
     ``constants`` maps value names to arrays known at load time (initializers, Constant nodes,
     folded results); ``initializers`` names those that the file stores as initializers, which
-    become trainable parameters where a layer holds them. ``dtype`` is the float type of the
-    imported model.
+    become trainable parameters where a layer holds them; ``shapes`` the shapes that ONNX shape
+    inference found (None for a dynamic dimension); ``float_output`` whether the node's outputs
+    hold floats (else it is shape arithmetic on integers); ``consumed`` the values that some
+    node reads or the graph outputs. ``dtype`` is the float type of the imported model;
+    ``outputs`` the node outputs the layer computes (converters may drop unread optional ones).
     """
 
     node: onnx.NodeProto
@@ -71,9 +74,12 @@ class NodeContext:
     initializers: set[str]
     shapes: dict[str, tuple[int | None, ...]] = field(default_factory=dict)
     float_output: bool = True
+    consumed: frozenset[str] = frozenset()
     attrs: dict = field(init=False)
+    outputs: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
+        self.outputs = list(self.node.output)
         self.attrs = {}
         for attribute in self.node.attribute:
             value = helper.get_attribute_value(attribute)
@@ -87,10 +93,12 @@ class NodeContext:
 
     @property
     def op_type(self) -> str:
+        """The node's operator."""
         return self.node.op_type
 
     @property
     def label(self) -> str:
+        """How messages name the node."""
         return node_label(self.node, self.index)
 
     def fail(self, message: str) -> NoReturn:
@@ -158,6 +166,8 @@ class NodeContext:
         return None if shape is None else len(shape)
 
     def single_output(self, what: str) -> None:
-        """Fail when the node asks for the optional outputs after its first (``what``)."""
-        if any(self.node.output[1:]):
+        """Keep only the first output; fail when the optional ones after it (``what``) are read
+        by another node or are graph outputs (old files declare a Dropout mask nobody reads)."""
+        if any(name in self.consumed for name in self.node.output[1:]):
             self.fail(f"the optional {what} output is not supported")
+        self.outputs = self.outputs[:1]

@@ -136,6 +136,7 @@ class GraphBuilder:
         return result
 
     def unnamed_message(self) -> str:
+        """The error for a layer (or the output) that received a value the trace lost."""
         where = f"layer {self.scope!r}" if self.scope else "the model's output"
         return (
             f"cnnkit.onnx.export: {where} received a value computed by a numpy operation it "

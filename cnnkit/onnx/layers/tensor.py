@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnkit.functional import activation as A
 from cnnkit.nn.module import CachedModule, Module
 from cnnkit.onnx.layers.arith import unbroadcast
 
@@ -275,3 +276,29 @@ class Flatten2d(CachedModule):
 
     def extra_repr(self) -> str:
         return f"axis={self.axis}"
+
+
+class FlatSoftmax(CachedModule):
+    """Softmax (or log-softmax) over every axis from ``axis`` on, taken together: the input as
+    (prod(shape[:axis]), prod(shape[axis:])), the softmax along its rows, reshaped back (ONNX
+    Softmax / LogSoftmax before opset 13). Backward: cnnkit's softmax backward on the rows."""
+
+    def __init__(self, axis: int = 1, log: bool = False):
+        super().__init__()
+        self.axis, self.log = axis, log
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        axis = self.axis + x.ndim if self.axis < 0 else self.axis
+        rows = x.reshape(int(np.prod(x.shape[:axis])), -1)
+        y, cache = (A.log_softmax if self.log else A.softmax)(rows, axis=1)
+        self._cache = (x.shape, cache)
+        return y.reshape(x.shape)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        shape, cache = self._take_cache()
+        rows = dout.reshape(cache.shape)
+        backward = A.log_softmax_backward if self.log else A.softmax_backward
+        return backward(rows, cache, axis=1).reshape(shape)
+
+    def extra_repr(self) -> str:
+        return f"axis={self.axis}, log={self.log}"

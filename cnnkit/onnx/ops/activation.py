@@ -25,6 +25,7 @@ from cnnkit.nn import (
 )
 from cnnkit.nn.module import Parameter
 from cnnkit.onnx.layers.arith import Add, Clip, Mul
+from cnnkit.onnx.layers.tensor import FlatSoftmax
 from cnnkit.onnx.registry import NodeContext, register
 
 
@@ -54,18 +55,16 @@ def tanh(ctx: NodeContext):
 
 @register("Softmax", "LogSoftmax")
 def softmax(ctx: NodeContext):
-    """Softmax / LogSoftmax along ``axis`` -> Softmax(dim) / LogSoftmax(dim).
-
-    Before opset 13 the operator flattened the input to 2-D at ``axis`` (default 1); that equals
-    a softmax along the axis only when it is the last one, which is what is accepted there.
-    """
+    """Softmax / LogSoftmax along ``axis`` -> Softmax(dim) / LogSoftmax(dim); before opset 13
+    the operator flattened the input to 2-D at ``axis`` (default 1) -> FlatSoftmax, or the plain
+    layer when that axis is known to be the last."""
     layer = Softmax if ctx.op_type == "Softmax" else LogSoftmax
     if ctx.opset >= 13:
         return layer(dim=int(ctx.attr("axis", -1)))
     axis, rank = int(ctx.attr("axis", 1)), ctx.rank(0)
-    if rank is None or axis % rank != rank - 1:
-        ctx.fail(f"axis {axis} at opset {ctx.opset} needs the input's last axis (rank {rank})")
-    return layer(dim=-1)
+    if rank is not None and axis % rank == rank - 1:
+        return layer(dim=-1)
+    return FlatSoftmax(axis, log=ctx.op_type == "LogSoftmax")
 
 
 @register("Clip")

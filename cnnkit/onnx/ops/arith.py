@@ -1,4 +1,4 @@
-"""Add, Sub, Mul, Div with broadcasting (the squeeze-excitation gates, residual sums, scalings),
+"""Add, Sub, Mul, Div, Sum with broadcasting (squeeze-excitation gates, residual sums, scalings),
 and the elementwise functions of decomposed layers (Neg, Abs, Sqrt, Exp, Log, Erf, Reciprocal,
 Floor, Ceil, Pow)."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 import keyword
 import re
 
+from cnnkit.nn import Add
 from cnnkit.onnx.layers.arith import BINARY
 from cnnkit.onnx.layers.unary import Pow, Unary
 from cnnkit.onnx.registry import NodeContext, register
@@ -50,3 +51,11 @@ def unary(ctx: NodeContext):
 def power(ctx: NodeContext):
     """Pow with a constant exponent -> Pow."""
     return Pow(ctx.require_constant(1, "the exponent"))
+
+
+@register("Sum")
+def sum_(ctx: NodeContext):
+    """Sum of every input, with broadcasting -> cnnkit.nn.Add."""
+    if not ctx.float_output:
+        ctx.fail("Sum of integer tensors is not supported")
+    return Add(), tuple(range(len(ctx.node.input)))

@@ -1,5 +1,6 @@
 """BatchNormalization as cnnkit.nn.BatchNorm1d / BatchNorm2d (in eval mode), and the
-normalisations within a sample: InstanceNormalization, LayerNormalization, GroupNormalization."""
+normalisations within a sample: InstanceNormalization, LayerNormalization, GroupNormalization,
+and LRN (across channels)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from cnnkit.nn import (
     LayerNorm,
 )
 from cnnkit.nn.module import Parameter
+from cnnkit.onnx.layers.lrn import LocalResponseNorm
 from cnnkit.onnx.registry import NodeContext, register
 
 
@@ -94,3 +96,14 @@ def group_normalization(ctx: NodeContext):
     layer = GroupNorm(groups, scale.size, eps=float(ctx.attr("epsilon", 1e-5)), dtype=ctx.dtype)
     layer.weight, layer.bias = Parameter(scale), Parameter(bias)
     return layer
+
+
+@register("LRN")
+def lrn(ctx: NodeContext):
+    """LRN(size, alpha, beta, bias) -> LocalResponseNorm."""
+    return LocalResponseNorm(
+        int(ctx.attr("size")),
+        float(ctx.attr("alpha", 1e-4)),
+        float(ctx.attr("beta", 0.75)),
+        float(ctx.attr("bias", 1.0)),
+    )
