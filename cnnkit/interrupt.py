@@ -30,7 +30,8 @@ class StopSignals:
 
     A second signal restores the previous handlers and is delivered again, so that it stops at
     once (KeyboardInterrupt for SIGINT, the default action for SIGTERM). Outside the main thread
-    no handler can be installed and signals behave as usual.
+    no handler can be installed and signals behave as usual; a signal the process ignores (as
+    under nohup) stays ignored.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -41,7 +42,9 @@ class StopSignals:
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
-            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+            for signum in self.SIGNALS:
+                if signal.getsignal(signum) is not signal.SIG_IGN:  # nohup, `cmd &` in a script
+                    self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def _handle(self, signum: int, frame) -> None:

@@ -20,7 +20,7 @@ from cnnkit.cli import (
     train,
 )
 from cnnkit.cli.errors import report
-from cnnkit.cli.options import OneLineParser
+from cnnkit.cli.options import OneLineParser, one_line
 
 COMMANDS = {
     "train": train,
@@ -49,12 +49,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def innermost(parser: argparse.ArgumentParser, args) -> argparse.ArgumentParser:
+    """The parser of the (sub-)command that ``args`` chose, e.g. that of `cnnkit plot curves`."""
+    while True:
+        chosen = [
+            action.choices[getattr(args, action.dest)]
+            for action in parser._actions
+            if isinstance(action, argparse._SubParsersAction) and getattr(args, action.dest, None)
+        ]
+        if not chosen:
+            return parser
+        parser = chosen[0]
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    """Parse a command line; words nothing takes are refused by the sub-command they follow,
+    so that the error reads `cnnkit train: error: unrecognized arguments: ...`."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        innermost(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def one_line_warnings(command: str):
     """A warnings.showwarning that prints ``cnnkit COMMAND: warning: MESSAGE`` on one line."""
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:
-        text = " ".join(str(message).split())
-        print(f"cnnkit {command}: warning: {text}", file=sys.stderr if file is None else file)
+        text = one_line(f"cnnkit {command}: warning: {message}")
+        print(text, file=sys.stderr if file is None else file)
 
     return show
 
@@ -66,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     through :func:`cnnkit.cli.errors.report`: one line and status 2 for the user's mistakes, the
     traceback and how to report it with status 1 for a bug. Ctrl-C outside training: status 130.
     """
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     keep_freed_memory()
     with warnings.catch_warnings():
         warnings.showwarning = one_line_warnings(args.command)

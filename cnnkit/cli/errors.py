@@ -16,6 +16,7 @@ import traceback
 from pathlib import Path
 
 import cnnkit
+from cnnkit.cli.options import one_line
 from cnnkit.data import DatasetError
 from cnnkit.imagenet import ImageError
 from cnnkit.io import CheckpointError
@@ -69,8 +70,7 @@ def message(error: BaseException) -> str:
     """The one-line message of a user error."""
     if isinstance(error, MemoryError):
         return f"out of memory ({error})" if str(error) else "out of memory"
-    text = str(error) or type(error).__name__
-    return " ".join(text.split())
+    return one_line(str(error) or type(error).__name__)
 
 
 def report(command: str, error: BaseException) -> int:

@@ -24,13 +24,33 @@ MAX_INPUT_VALUES = 2**26
 # that a model's last layer fits in memory.
 MAX_CLASSES = 100_000
 _INTEGER = re.compile(r"[+-]?[0-9]+")
+NEGATIVE_NUMBER = re.compile(
+    r"^-(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|inf|infinity|nan)$", re.I
+)
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line: line breaks and other unprintable characters (from the values
+    echoed in it) written as escapes, e.g. a carriage return as ``\\r``."""
+    return "".join(
+        c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii")
+        for c in message
+    )
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """ArgumentParser whose errors are one line on stderr with exit status 2."""
+    """ArgumentParser whose errors are one line on stderr with exit status 2.
+
+    Words such as ``-1e-4``, ``-inf`` and ``-nan`` are taken as (negative) option values, so
+    that their error names the option's expectation; argparse itself only knows ``-3``, ``-.5``.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = NEGATIVE_NUMBER
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, one_line(f"{self.prog}: error: {message} (see {self.prog} --help)") + "\n")
 
 
 def _show(value) -> str:
