@@ -6,7 +6,8 @@ Layout (each module imports only from the ones below it, never from a sibling co
 - one module per command: ``train``, ``evaluate``, ``predict``, ``summary``, ``gradcheck``,
   ``models``, ``datasets``, ``plot``; each has ``add_parser(commands)`` and ``run(args)``;
 - shared helpers: ``checkpoint`` (rebuild a run's model and its preprocessing), ``images``
-  (image files), ``options`` (argument types and the one-line parser), ``errors``.
+  (image files, read safely), ``zoo`` (a model for an input shape), ``options`` (argument types
+  and the one-line parser), ``errors`` (what is the user's error, what is a bug).
 
 Every user error (unknown name, missing or corrupt file, unusable directory, bad image) ends with
 one line on stderr and exit status 2, without a traceback and without touching existing files.

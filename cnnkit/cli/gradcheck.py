@@ -8,7 +8,7 @@ import numpy as np
 
 from cnnkit.cli.errors import UsageError
 from cnnkit.cli.options import MAX_INPUT_VALUES, POSITIVE, SEED, model_name, number, shape
-from cnnkit.cli.summary import build_model
+from cnnkit.cli.zoo import build_model
 from cnnkit.gradcheck import gradcheck
 
 

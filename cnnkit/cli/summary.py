@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from cnnkit import models
-from cnnkit.cli.errors import UsageError
 from cnnkit.cli.options import MAX_CLASSES, integer, model_name, shape
+from cnnkit.cli.zoo import build_model
 
 
 def add_parser(commands) -> None:
@@ -34,18 +34,3 @@ def run(args) -> int:
     model = build_model(args.model, args.input_shape, num_classes=args.num_classes)
     print(models.summary(model, args.input_shape))
     return 0
-
-
-def build_model(name: str, input_shape: tuple[int, int, int], **options):
-    """Zoo model ``name`` for inputs of ``input_shape``, refused (naming --input-shape) when its
-    layers cannot take that shape; the shapes are traced without computing (models.trace)."""
-    channels, height, width = input_shape
-    if models.takes_option(name, "input_size"):
-        options.setdefault("input_size", [height, width])
-    shown = ",".join(str(v) for v in input_shape)
-    try:
-        model = models.get(name, in_channels=channels, **options)
-        models.trace(model, input_shape)
-    except (ValueError, TypeError) as error:
-        raise UsageError(f"argument --input-shape: {name} cannot take {shown}: {error}") from None
-    return model
