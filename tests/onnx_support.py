@@ -101,10 +101,12 @@ def randomize_batch_norms_(model, seed: int = 0):
 
 
 def torch_to_onnx(model, shape, **options) -> bytes:
-    """torch.onnx.export (the TorchScript exporter) of ``model`` in eval mode, batch dynamic."""
+    """torch.onnx.export (the TorchScript exporter) of ``model`` in eval mode, batch dynamic
+    unless ``dynamic_axes`` says otherwise."""
     import torch
 
     model.eval()
+    options.setdefault("dynamic_axes", {"x": {0: "batch"}, "y": {0: "batch"}})
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -115,7 +117,6 @@ def torch_to_onnx(model, shape, **options) -> bytes:
             dynamo=False,
             input_names=["x"],
             output_names=["y"],
-            dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}},
             **options,
         )
     return buffer.getvalue()

@@ -118,6 +118,9 @@ def world(tmp_path_factory):
     save_weights(lenet, inputs / "lenet5.safetensors")
     save_weights(lenet, inputs / "lenet5.npz")
     np.savez(inputs / "objects.npz", a=np.array([{"pickled": True}], dtype=object))
+    checkpoint = str(run / "checkpoint.npz")
+    assert main(["export", "--checkpoint", checkpoint, "--onnx", str(inputs / "lenet5.onnx")]) == 0
+    (inputs / "truncated.onnx").write_bytes((inputs / "lenet5.onnx").read_bytes()[:900])
     return root, inputs
 
 
@@ -143,6 +146,8 @@ def input_paths(inputs: Path) -> st.SearchStrategy[str]:
         "lenet5.safetensors",
         "lenet5.npz",
         "objects.npz",
+        "lenet5.onnx",
+        "truncated.onnx",
         "missing.npz",
         "ünïcødé/∂.png",
     ]
@@ -213,7 +218,7 @@ def command_lines(inputs: Path) -> st.SearchStrategy[list[str]]:
         max_size=2,
     ).map(json.dumps)
     predict = st.tuples(
-        st.sampled_from(["--checkpoint", "--weights"]),
+        st.sampled_from(["--checkpoint", "--weights", "--onnx"]),
         path,
         st.lists(path, min_size=1, max_size=3),
         options(
@@ -223,6 +228,7 @@ def command_lines(inputs: Path) -> st.SearchStrategy[list[str]]:
                 "--layout": value("auto", "cnnkit", "timm", "keras"),
                 "--flavor": value("keras", "timm"),
                 "--model-options": model_options,
+                "--input-shape": fixed("1,8,8", "3,8,8") | junk(),
             }
         ),
     ).map(lambda t: ["predict", t[0], t[1], *t[3], "--", *t[2]])
@@ -233,6 +239,22 @@ def command_lines(inputs: Path) -> st.SearchStrategy[list[str]]:
             "--num-classes": value(1, 10, 1000, 100_000),
         }
     ).map(lambda rest: ["summary", "--model", "lenet5", *rest])
+    summary |= st.tuples(path, options({"--input-shape": shapes})).map(
+        lambda t: ["summary", "--onnx", t[0], *t[1]]
+    )
+    # --overwrite only with a new name in the output folder: replacing an input is the user's
+    # explicit wish, and the check below says that no input changes.
+    export = st.one_of(
+        st.tuples(relative_name(), st.sampled_from([[], ["--overwrite"]])).map(
+            lambda t: ["--onnx", t[0], *t[1]]
+        ),
+        path.map(lambda p: ["--onnx", p]),
+    )
+    export = st.tuples(path | fixed(str(inputs / "run" / "checkpoint.npz")), export).flatmap(
+        lambda t: options({"--opset": value(13, 17, 21, 12, 99)}).map(
+            lambda rest: ["export", "--checkpoint", t[0], *t[1], *rest]
+        )
+    )
     gradcheck = options(
         {
             "--model": fixed("lenet5") | junk(),
@@ -281,7 +303,7 @@ def command_lines(inputs: Path) -> st.SearchStrategy[list[str]]:
             options({**image_kinds, "--max-maps": value(1, 4)}, flags=("--svg",)),
         ).map(lambda t: ["plot", t[0], *checkpoint, "--layer", "features.0", *t[2], *t[1]]),
     )
-    return st.one_of(train, evaluate, predict, summary, gradcheck, listing, plot)
+    return st.one_of(train, evaluate, predict, summary, export, gradcheck, listing, plot)
 
 
 def digest(folder: Path) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 
@@ -12,6 +13,7 @@ from cnnkit.cli import (
     datasets,
     evaluate,
     explore,
+    export,
     gradcheck,
     models,
     plot,
@@ -32,6 +34,7 @@ COMMANDS = {
     "datasets": datasets,
     "plot": plot,
     "explore": explore,
+    "export": export,
 }
 
 
@@ -88,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     Argument errors exit (SystemExit 2) while parsing, in one line. Every other error goes
     through :func:`cnnkit.cli.errors.report`: one line and status 2 for the user's mistakes, the
     traceback and how to report it with status 1 for a bug. Ctrl-C outside training: status 130.
+    A reader of the output that stops early (``cnnkit summary ... | head``) ends the command
+    quietly, as for other Unix tools.
     """
     args = parse(argv)
     keep_freed_memory()
@@ -98,5 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print(f"cnnkit {args.command}: interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
         except Exception as error:  # noqa: BLE001 - the one boundary of the command line
             return report(args.command, error)

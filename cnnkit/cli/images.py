@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnkit.cli.errors import UsageError
+from cnnkit.imagenet import center_crop_resize
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 SIXTEEN_BIT = {"I;16", "I;16L", "I;16B", "I;16N"}
@@ -114,8 +115,13 @@ def pixels(image, channels: int) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def read_image(path: Path, shape: list[int]) -> np.ndarray:
-    """Read one image as float32 (C, H, W) in [0, 1], converted and resized to ``shape``."""
+def read_image(path: Path, shape: list[int], crop: bool = False) -> np.ndarray:
+    """Read one image as float32 (C, H, W) in [0, 1], converted and resized to ``shape``
+    (stretched, or with ``crop`` its shorter side resized and the centre cut out)."""
     channels, height, width = shape
     image = open_image(Path(path), channels, (height, width))
-    return pixels(image.resize((width, height)), channels) / np.float32(255)
+    if crop:
+        image = center_crop_resize(image, (height, width))
+    else:
+        image = image.resize((width, height))
+    return pixels(image, channels) / np.float32(255)

@@ -17,6 +17,7 @@ from cnnkit import viz
 from cnnkit.cli.checkpoint import load_test_split, normalize, restore_model
 from cnnkit.cli.errors import UsageError
 from cnnkit.cli.images import read_image
+from cnnkit.cli.onnx_model import restore_onnx
 from cnnkit.cli.options import FILE, FOLDER, NON_NEGATIVE, POSITIVE, OneLineParser, text
 from cnnkit.data import to_float_nchw
 
@@ -42,8 +43,10 @@ def add_parser(commands) -> None:
     output.add_argument("--svg", action="store_true", help="also write an SVG beside the PNG")
 
     checkpoint = argparse.ArgumentParser(add_help=False)
-    checkpoint.add_argument(
-        "--checkpoint", type=FILE, required=True, help="checkpoint.npz of a run"
+    model_source = checkpoint.add_mutually_exclusive_group(required=True)
+    model_source.add_argument("--checkpoint", type=FILE, help="checkpoint.npz of a run")
+    model_source.add_argument(
+        "--onnx", type=FILE, metavar="FILE", help="an ONNX model instead (needs the onnx extra)"
     )
 
     image = argparse.ArgumentParser(add_help=False)
@@ -180,14 +183,34 @@ def check(args) -> None:
         )
 
 
+def _restore(args) -> tuple[object, dict]:
+    """(model in eval mode, data description) of --checkpoint or --onnx."""
+    if args.onnx is not None:
+        return restore_onnx(args.onnx)
+    model, _, data = restore_model(args.checkpoint)
+    return model, data
+
+
+def _test_split(args, data: dict, dataset: str | None = None):
+    """The test split of ``dataset`` (default: the model's own) for --test-index or
+    misclassified, refused for an ONNX model that records no data set."""
+    dataset = dataset or data["dataset"]
+    if dataset is None:
+        raise UsageError(
+            f"the ONNX model {args.onnx} records no data set (only files written by `cnnkit "
+            "export` do): give an image file, or --dataset for misclassified"
+        )
+    return load_test_split(dataset, args.data_dir, data, args.checkpoint or args.onnx)
+
+
 def _input_image(args, data: dict) -> tuple[np.ndarray, str]:
     """(pixels (C, H, W) in [0, 1], short name) from IMAGE or --test-index."""
     if args.image is not None:
         path = Path(args.image)
         if not path.is_file():
             raise UsageError(f"image {path} does not exist")
-        return read_image(path, data["image_shape"]), path.stem
-    test = load_test_split(data["dataset"], args.data_dir, data, args.checkpoint)
+        return read_image(path, data["image_shape"], data.get("crop", False)), path.stem
+    test = _test_split(args, data)
     if not 0 <= args.test_index < len(test):
         raise UsageError(
             f"--test-index {args.test_index} is out of range: the {data['dataset']} test split "
@@ -232,7 +255,7 @@ def _plot(args) -> list[Path]:
             normalize=args.normalize,
             svg=svg,
         )
-    model, _, data = restore_model(args.checkpoint)
+    model, data = _restore(args)
     names = list(data["class_names"])
     if kind == "filters":
         layer = args.layer or viz.first_conv_name(model)
@@ -241,8 +264,7 @@ def _plot(args) -> list[Path]:
             weights, out or f"filters-{_safe(layer)}.png", layer, args.max_filters, svg
         )
     if kind == "misclassified":
-        dataset = args.dataset or data["dataset"]
-        test = load_test_split(dataset, args.data_dir, data, args.checkpoint)
+        test = _test_split(args, data, args.dataset)
         pixels = to_float_nchw(test.images)
         return viz.plot_misclassified(
             model,

@@ -1,4 +1,4 @@
-"""`cnnkit predict`: classify image files with a checkpoint or with ImageNet weights."""
+"""`cnnkit predict`: classify image files with a checkpoint, ImageNet weights or an ONNX model."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import numpy as np
 from cnnkit.cli.checkpoint import normalize, restore_model
 from cnnkit.cli.errors import UsageError
 from cnnkit.cli.images import image_files, open_image, pixels, read_image
-from cnnkit.cli.options import FILE, POSITIVE, json_object, model_name, text
+from cnnkit.cli.onnx_model import restore_onnx
+from cnnkit.cli.options import FILE, POSITIVE, json_object, model_name, shape, text
 from cnnkit.imagenet import NUM_CLASSES, center_crop_resize, class_names
 from cnnkit.io import load_pretrained
 from cnnkit.train import predict_proba
@@ -26,12 +27,18 @@ def add_parser(commands) -> None:
         "size and scaled to [-1, 1] as in Keras' Xception. Animated images are read as their "
         "first frame; 16-bit grey, CMYK and palette images are converted; empty files, "
         "images over 4x smaller than the input and decompression bombs (Pillow's "
-        "Image.MAX_IMAGE_PIXELS) are refused.",
+        "Image.MAX_IMAGE_PIXELS) are refused. With --onnx, an ONNX model: a file written by "
+        "`cnnkit export` prepares images as its training run did; any other is given "
+        "torchvision's ImageNet preprocessing (3 channels: shorter side resized, centre crop, "
+        "ImageNet mean and std) or pixels in [0, 1] (other channel counts).",
     )
     source = predict.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", type=FILE, help="checkpoint.npz of a run")
     source.add_argument(
         "--weights", type=FILE, metavar="FILE", help="ImageNet weights (.safetensors/.npz)"
+    )
+    source.add_argument(
+        "--onnx", type=FILE, metavar="FILE", help="ONNX model file (needs the onnx extra)"
     )
     predict.add_argument(
         "images",
@@ -66,14 +73,23 @@ def add_parser(commands) -> None:
         metavar="JSON",
         help='with --weights: more model options, e.g. \'{"width": 0.5, "input_size": 224}\'',
     )
+    predict.add_argument(
+        "--input-shape",
+        type=shape,
+        help="with --onnx: C,H,W of the model's input (default: its declared shape)",
+    )
 
 
 def run(args) -> int:
     """Run `cnnkit predict`: the classes of image files, one line per image."""
+    if args.input_shape is not None and args.onnx is None:
+        raise UsageError("argument --input-shape: goes with --onnx")
     if args.weights is not None:
         return predict_with_weights(args)
     if args.model or args.flavor or args.model_options or args.layout != "auto":
         raise UsageError("--model, --layout, --flavor and --model-options go with --weights")
+    if args.onnx is not None:
+        return predict_with_onnx(args)
     files = image_files(args.images)
     model, _, data = restore_model(args.checkpoint)
     images = np.stack([read_image(path, data["image_shape"]) for path in files])
@@ -95,6 +111,30 @@ def predict_with_weights(args) -> int:
     count = probabilities.shape[1]
     names = class_names() if count == NUM_CLASSES else [f"class {i}" for i in range(count)]
     print_ranked(files, probabilities, names, args.top_k or 5)
+    return 0
+
+
+def predict_with_onnx(args) -> int:
+    """`predict --onnx`: the classes of an ONNX model, images prepared as its file describes
+    (cnnkit.onnx.inputs)."""
+    from cnnkit.onnx.inputs import gives_probabilities
+
+    files = image_files(args.images)
+    model, data = restore_onnx(args.onnx, args.input_shape)
+    shape = data["image_shape"]
+    images = np.stack([read_image(path, shape, data["crop"]) for path in files])
+    images = normalize(images, data)
+    if gives_probabilities(model):
+        probabilities = np.concatenate([model(images[i : i + 1]) for i in range(len(images))])
+    else:
+        probabilities = predict_proba(model, images)
+    names = data["class_names"]
+    if probabilities.shape[1] != len(names):
+        raise UsageError(
+            f"the ONNX model gives {probabilities.shape[1]} scores, but its file names "
+            f"{len(names)} classes"
+        )
+    print_ranked(files, probabilities, names, args.top_k or (5 if len(names) > 10 else 1))
     return 0
 
 

@@ -5,7 +5,8 @@ shows the layers left to right as the model summary names them, each layer's fea
 filters of a conv layer, the class probabilities, saliency and Grad-CAM of a chosen class, and on
 a click the equation behind one conv output value with the real numbers (CNN Explainer, Wang et
 al., IEEE VIS 2020). Start it with ``cnnkit explore --checkpoint PATH`` (``--run DIR`` adds the
-training curves), ``--model NAME --weights FILE``, or ``--model NAME`` for an untrained model.
+training curves), ``--model NAME --weights FILE``, ``--onnx FILE``, or ``--model NAME`` for an
+untrained model.
 
 :func:`main` is the command (``python -m cnnkit.explore``); :func:`add_arguments` puts its
 options on any argparse parser and :func:`command` runs parsed arguments, for `cnnkit explore`.
@@ -63,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument(
         "--weights", metavar="FILE", help="with --model: weights (.safetensors/.npz)"
     )
+    parser.add_argument("--onnx", metavar="FILE", help="an ONNX model file (needs the onnx extra)")
     parser.add_argument(
         "--layout",
         choices=("auto", *LAYOUTS),
@@ -98,6 +100,10 @@ def load_subject(args: argparse.Namespace) -> Subject:
         raise ExploreError(f"unknown model {args.model!r}; choose from {', '.join(models.list())}")
     if args.model and (args.checkpoint or args.run):
         raise ExploreError("--model goes with --weights (or alone), not with --checkpoint or --run")
+    if args.onnx and (args.model or args.checkpoint or args.run):
+        raise ExploreError("--onnx goes alone, not with --model, --checkpoint or --run")
+    if args.onnx:
+        return source.from_onnx(args.onnx, args.data_dir)
     if args.model:
         if args.weights:
             return source.from_weights(args.model, args.weights, args.layout)
@@ -115,7 +121,9 @@ def load_subject(args: argparse.Namespace) -> Subject:
         return source.from_checkpoint(checkpoint, args.data_dir, run_dir)
     if args.checkpoint:
         return source.from_checkpoint(args.checkpoint, args.data_dir)
-    raise ExploreError("say what to explore: --checkpoint PATH, --run DIR or --model NAME")
+    raise ExploreError(
+        "say what to explore: --checkpoint PATH, --run DIR, --model NAME or --onnx FILE"
+    )
 
 
 def command(args: argparse.Namespace, prog: str = "cnnkit explore") -> int:

@@ -11,6 +11,8 @@ Three sources, as the command line names them:
 - ``--model NAME --weights FILE``: an ImageNet model from a weights file, images prepared as
   `cnnkit predict --weights` prepares them (shorter side resized, centre crop, [-1, 1]).
 - ``--model NAME`` alone: that architecture untrained (seed 0), on the 8x8 digits.
+- ``--onnx FILE``: an ONNX model imported on cnnkit layers (cnnkit.onnx.inputs says how its
+  images are prepared; a `cnnkit export` file brings its data set's test split).
 
 Files are only ever read. A run's checkpoint that is replaced while training goes on is reloaded
 (``refresh``): training writes it atomically, so a reader sees the old file or the new one.
@@ -61,6 +63,7 @@ class Subject:
     run_dir: Path | None = None
     checkpoint_stamp: int | None = None
     epoch: int | None = None
+    crop: bool = False
 
     @property
     def imagenet(self) -> bool:
@@ -80,7 +83,7 @@ class Subject:
         channels, height, width = self.input_shape
         mode = "L" if channels == 1 else "RGB"
         image = image.convert(mode)
-        if self.imagenet:
+        if self.imagenet or self.crop:
             image = center_crop_resize(image, (height, width))
         else:
             image = image.resize((width, height))
@@ -90,6 +93,8 @@ class Subject:
     def test_pixels(self, index: int) -> np.ndarray:
         """Test image ``index`` as pixels (C, H, W) in [0, 1]."""
         count = 0 if self.test_images is None else len(self.test_images)
+        if count == 0:
+            raise IndexError("there are no test images here: upload or draw an image")
         if not 0 <= index < count:
             raise IndexError(f"test image index {index} is out of range (0..{count - 1})")
         return to_float_nchw(self.test_images[index : index + 1])[0]
@@ -173,6 +178,43 @@ def from_weights(name: str, path, layout: str = "auto") -> Subject:
         input_shape=tuple(model.default_input_shape),
         class_names=names,
         notes=["no test images for ImageNet weights: upload an image"],
+    )
+
+
+def from_onnx(path, data_dir=None) -> Subject:
+    """An ONNX model imported on cnnkit layers, its images prepared as cnnkit.onnx.inputs
+    describes (a `cnnkit export` file: as its training run, with its data set's test split)."""
+    try:
+        from cnnkit import onnx
+        from cnnkit.onnx.inputs import describe
+    except ImportError as error:
+        raise ExploreError(
+            f"--onnx needs the onnx package ({error}); install it with pip install 'cnnkit[onnx]'"
+        ) from None
+    try:
+        model = onnx.load(path)
+        data = describe(model)
+    except ValueError as error:  # not ONNX, an unsupported operator, no fixed image shape
+        raise ExploreError(str(error)) from None
+    shape = tuple(int(s) for s in data["image_shape"])
+    images = labels = None
+    notes = ["no test images for an ONNX model without cnnkit data metadata: upload an image"]
+    if data["dataset"] is not None:
+        images, labels, note = _test_split(data["dataset"], data_dir, shape)
+        notes = [note] if note else []
+    return Subject(
+        model=model,
+        name=Path(path).stem,
+        origin=f"ONNX model {path} ({model.metadata['producer'] or 'unknown producer'})",
+        input_shape=shape,
+        class_names=[str(n) for n in data["class_names"]],
+        mean=np.asarray(data["mean"], np.float32).reshape(-1, 1, 1),
+        std=np.asarray(data["std"], np.float32).reshape(-1, 1, 1),
+        test_images=images,
+        test_labels=labels,
+        dataset=data["dataset"],
+        notes=notes,
+        crop=bool(data["crop"]),
     )
 
 

@@ -4,18 +4,19 @@
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import onnx
 from onnx import helper
 
 from cnnkit import __version__
+from cnnkit.io import atomic_write
 from cnnkit.nn.grad_mode import no_grad
 from cnnkit.nn.module import Module
 from cnnkit.onnx import emit_imported  # noqa: F401 (registers the imported layers' emitters)
 from cnnkit.onnx.emit import emitter_for
 from cnnkit.onnx.executor import OnnxGraph
+from cnnkit.onnx.inputs import DATA_KEY
 from cnnkit.onnx.load import BATCHES_TRACKED_KEY
 from cnnkit.onnx.trace import ExportError, GraphBuilder, Traced
 
@@ -153,6 +154,7 @@ def export(
     dynamic_batch: bool = True,
     input_name: str = "input",
     output_name: str = "output",
+    data: dict | None = None,
 ) -> onnx.ModelProto:
     """Write ``model`` as an ONNX model (to ``path`` when given) and return the ModelProto.
 
@@ -161,7 +163,10 @@ def export(
     Parameters and buffers become initializers under their state_dict keys, so
     ``cnnkit.onnx.load`` of the file has the same state_dict. The model is traced in eval mode
     (dropout off, batch norm on its running statistics) and left in the mode it was in. The
-    result passes onnx.checker.check_model before anything is written.
+    result passes onnx.checker.check_model before anything is written, and the file is
+    written atomically (a temporary file renamed over ``path``). ``data``, a training run's data
+    description (a checkpoint's data metadata), is kept in the file's metadata_props under
+    cnnkit.onnx.inputs.DATA_KEY so that imported images are prepared as in training.
     """
     if not isinstance(model, Module):
         raise TypeError(f"export expected a cnnkit Module, got {type(model).__name__}")
@@ -184,10 +189,13 @@ def export(
         producer_name="cnnkit",
         producer_version=__version__,
     )
-    helper.set_model_props(proto, _metadata(model))
+    properties = _metadata(model)
+    if data is not None:
+        properties[DATA_KEY] = json.dumps(data)
+    helper.set_model_props(proto, properties)
     onnx.checker.check_model(proto, full_check=True)
     if path is not None:
-        onnx.save_model(proto, os.fspath(path))
+        atomic_write(path, lambda file: file.write(proto.SerializeToString()))
     return proto
 
 

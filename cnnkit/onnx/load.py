@@ -196,6 +196,7 @@ def load(source, dtype=np.float32) -> OnnxGraph:
         "producer": f"{model.producer_name} {model.producer_version}".strip(),
         "opset": opset,
         "ir_version": model.ir_version,
+        "properties": {entry.key: entry.value for entry in model.metadata_props},
     }
     return result.eval()
 
