@@ -11,6 +11,20 @@ from cnnkit.functional._args import unit_interval
 from cnnkit.nn.conv import _positive_int
 from cnnkit.nn.module import CachedModule, Parameter, check_dtype
 
+
+def positive_eps(eps, owner: str) -> float:
+    """Return ``eps`` as a float if it is a positive number; raise ValueError naming ``owner``."""
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
+        raise ValueError(f"{owner} eps must be a positive number, got {eps!r}")
+    return float(eps)
+
+
+def momentum_or_none(momentum, owner: str) -> float | None:
+    """Return ``momentum`` as a float in [0, 1], or None (torch's cumulative average for batch
+    norm, no update for instance norm); raise ValueError naming ``owner`` otherwise."""
+    return None if momentum is None else unit_interval(momentum, f"{owner} momentum")
+
+
 EMPTY_BATCH = "empty batch"
 """The cache of a forward pass over no samples: backward returns the (empty) gradient as is."""
 
@@ -20,7 +34,8 @@ class _BatchNorm(CachedModule):
 
     ``momentum=None`` keeps the cumulative moving average of the batch statistics (the factor
     is 1 / num_batches_tracked); ``bias=False`` (with ``affine``) learns the scale only. An
-    empty batch gives an empty output and leaves the statistics alone, as torch does.
+    empty batch (any zero-size axis) gives an empty output and leaves the statistics alone, as
+    torch does; one value per channel in training is refused, as torch refuses it.
     """
 
     expected_ndim: tuple[int, ...] = ()
@@ -40,10 +55,8 @@ class _BatchNorm(CachedModule):
         super().__init__()
         name = type(self).__name__
         self.num_features = _positive_int(num_features, "num_features", name)
-        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
-            raise ValueError(f"{name} eps must be a positive number, got {eps!r}")
-        self.eps = float(eps)
-        self.momentum = None if momentum is None else unit_interval(momentum, f"{name} momentum")
+        self.eps = positive_eps(eps, name)
+        self.momentum = momentum_or_none(momentum, name)
         self.dtype = check_dtype(dtype)
         self.affine, self.track_running_stats = affine, track_running_stats
         self.allreduce = None  # set by cnnkit.distributed.sync_batch_norm
@@ -70,7 +83,7 @@ class _BatchNorm(CachedModule):
         tracking = self.training and self.track_running_stats
         if tracking:
             self._buffers["num_batches_tracked"] += 1
-        if x.shape[0] == 0:
+        if x.size == 0:
             self._cache = EMPTY_BATCH
             return x.copy()
         momentum = self.momentum
@@ -104,7 +117,8 @@ class _BatchNorm(CachedModule):
         synchronized = ", synchronized" if self.allreduce is not None else ""
         return (
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-            f"track_running_stats={self.track_running_stats}{synchronized}"
+            f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}"
+            f"{synchronized}"
         )
 
 
