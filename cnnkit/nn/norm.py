@@ -25,6 +25,36 @@ def momentum_or_none(momentum, owner: str) -> float | None:
     return None if momentum is None else unit_interval(momentum, f"{owner} momentum")
 
 
+def init_channel_norm(
+    module: CachedModule,
+    num_features,
+    eps,
+    momentum,
+    affine: bool,
+    track_running_stats: bool,
+    dtype,
+    bias: bool,
+) -> None:
+    """Set what batch and instance norm share (torch's _NormBase): the checked num_features,
+    eps, momentum and dtype, weight = 1 and (with ``bias``) bias = 0 per channel when
+    ``affine``, and running_mean, running_var and num_batches_tracked buffers when
+    ``track_running_stats``."""
+    name = type(module).__name__
+    module.num_features = _positive_int(num_features, "num_features", name)
+    module.eps = positive_eps(eps, name)
+    module.momentum = momentum_or_none(momentum, name)
+    module.dtype = check_dtype(dtype)
+    module.affine, module.track_running_stats = affine, track_running_stats
+    shape = (module.num_features,)
+    module.weight = Parameter(np.ones(shape, dtype=module.dtype)) if affine else None
+    learns_bias = affine and bias
+    module.bias = Parameter(np.zeros(shape, dtype=module.dtype)) if learns_bias else None
+    if track_running_stats:
+        module.register_buffer("running_mean", np.zeros(shape, dtype=module.dtype))
+        module.register_buffer("running_var", np.ones(shape, dtype=module.dtype))
+        module.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64))
+
+
 EMPTY_BATCH = "empty batch"
 """The cache of a forward pass over no samples: backward returns the (empty) gradient as is."""
 
@@ -53,20 +83,10 @@ class _BatchNorm(CachedModule):
         bias: bool = True,
     ):
         super().__init__()
-        name = type(self).__name__
-        self.num_features = _positive_int(num_features, "num_features", name)
-        self.eps = positive_eps(eps, name)
-        self.momentum = momentum_or_none(momentum, name)
-        self.dtype = check_dtype(dtype)
-        self.affine, self.track_running_stats = affine, track_running_stats
+        init_channel_norm(
+            self, num_features, eps, momentum, affine, track_running_stats, dtype, bias
+        )
         self.allreduce = None  # set by cnnkit.distributed.sync_batch_norm
-        self.weight = Parameter(np.ones(num_features, dtype=self.dtype)) if affine else None
-        learns_bias = affine and bias
-        self.bias = Parameter(np.zeros(num_features, dtype=self.dtype)) if learns_bias else None
-        if track_running_stats:
-            self.register_buffer("running_mean", np.zeros(num_features, dtype=self.dtype))
-            self.register_buffer("running_var", np.ones(num_features, dtype=self.dtype))
-            self.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64))
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._check_input(x)

@@ -14,7 +14,7 @@ import numpy as np
 from cnnkit.functional import sample_norm as F
 from cnnkit.nn.conv import _positive_int
 from cnnkit.nn.module import CachedModule, Parameter, check_dtype
-from cnnkit.nn.norm import momentum_or_none, positive_eps
+from cnnkit.nn.norm import init_channel_norm, positive_eps
 
 
 class _SampleNorm(CachedModule):
@@ -146,16 +146,9 @@ class _InstanceNorm(_SampleNorm):
         bias: bool = True,
     ):
         super().__init__()
-        name = type(self).__name__
-        self.num_features = _positive_int(num_features, "num_features", name)
-        self.eps, self.dtype = positive_eps(eps, name), check_dtype(dtype)
-        self.momentum = momentum_or_none(momentum, name)
-        self.affine, self.track_running_stats = affine, track_running_stats
-        self._make_affine((self.num_features,), affine, bias)
-        if track_running_stats:
-            self.register_buffer("running_mean", np.zeros(num_features, dtype=self.dtype))
-            self.register_buffer("running_var", np.ones(num_features, dtype=self.dtype))
-            self.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64))
+        init_channel_norm(
+            self, num_features, eps, momentum, affine, track_running_stats, dtype, bias
+        )
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._check_input(x)
