@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from unittest.mock import patch
 
 import numpy as np
@@ -355,10 +356,15 @@ def test_compiled_relu_backward_equals_numpy_bit_for_bit(shape, dtype, seed):
     rng = np.random.default_rng(seed)
     dout = with_specials(rng, shape, dtype, [np.nan, np.inf, -np.inf, 0.0, -0.0, -1.0])
     positive = rng.random(shape) < 0.5
-    ours, theirs = both(relu_backward, dout, positive)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "invalid value in multiply": inf is not times 0
+        ours, theirs = both(relu_backward, dout, positive)
     assert ours.dtype == theirs.dtype == dtype
-    np.testing.assert_array_equal(ours, theirs)  # NaN where NaN: inf or NaN times 0 is NaN
-    np.testing.assert_array_equal(np.signbit(ours), np.signbit(theirs))  # -1 * 0 is -0.0
+    np.testing.assert_array_equal(ours, theirs)  # NaN where dout is NaN and the mask is set
+    np.testing.assert_array_equal(np.signbit(ours), np.signbit(theirs))
+    # torch's threshold backward: dout where the mask is set, else +0 whatever dout is
+    np.testing.assert_array_equal(ours, np.where(positive, dout, 0))
+    assert not np.signbit(ours[~positive]).any()
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from checks import close, error_message_test
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -22,15 +23,6 @@ pytestmark = [
     # torch's note that its 'same' padding of an even kernel copies the input
     pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning"),
 ]
-
-TOL = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=1e-4, atol=1e-4)}
-
-
-def close(ours, theirs, dtype, what):
-    theirs = theirs.detach().numpy() if isinstance(theirs, torch.Tensor) else theirs
-    assert ours.dtype == dtype, what
-    assert ours.shape == theirs.shape, f"{what}: {ours.shape} vs torch {theirs.shape}"
-    np.testing.assert_allclose(ours, theirs, err_msg=what, **TOL[dtype])
 
 
 def pair_of(dtype, rng, **kwargs):
@@ -156,9 +148,4 @@ CASES = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("call", "exception", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
-)
-def test_error_messages(call, exception, message):
-    with pytest.raises(exception, match=message):
-        call()
+test_error_messages = error_message_test(CASES)

@@ -541,7 +541,7 @@ def test_repr_shows_the_constructor_arguments():
         nn.BatchNorm1d(4, affine=False): ["BatchNorm1d(4", "affine=False"],
         nn.MaxPool2d(3, 2, 1): ["MaxPool2d(", "kernel_size=(3, 3)", "stride=(2, 2)", "(1, 1)"],
         nn.AvgPool2d(2, count_include_pad=False): ["AvgPool2d(", "count_include_pad=False"],
-        nn.Dropout(0.3): ["Dropout(p=0.3)"],
+        nn.Dropout(0.3): ["Dropout(p=0.3, inplace=False)"],
         nn.Flatten(2): ["Flatten(start_dim=2)"],
         nn.GlobalAvgPool2d(): ["GlobalAvgPool2d()"],
         nn.Conv2d(3, 4, 3, padding="same"): ["padding='same'"],

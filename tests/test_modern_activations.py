@@ -127,10 +127,14 @@ def test_prelu_gradcheck_and_accumulation():
     np.testing.assert_allclose(layer.weight.grad, 2 * once)
 
 
-def test_inplace_is_accepted_and_input_kept():
+def test_inplace_writes_where_torch_does_and_keeps_the_input_where_backward_needs_it():
     x = np.array([-4.0, 0.5, 7.0])
     out = nn.ReLU6(inplace=True)(x)
-    np.testing.assert_array_equal(out, [0.0, 0.5, 6.0])
+    assert out is x  # as torch's in-place ReLU6: backward needs only the mask
+    np.testing.assert_array_equal(x, [0.0, 0.5, 6.0])
+    x = np.array([-4.0, 0.5, 7.0])
+    out = nn.Hardswish(inplace=True)(x)
+    assert not np.shares_memory(out, x)
     np.testing.assert_array_equal(x, [-4.0, 0.5, 7.0])
     assert repr(nn.Hardswish(inplace=True)) == "Hardswish(inplace=True)"
     assert repr(nn.Hardtanh(-2.0, 2.0)) == "Hardtanh(min_val=-2.0, max_val=2.0)"

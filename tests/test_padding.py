@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from checks import error_message_test
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -346,12 +347,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("call", "exception", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
-)
-def test_error_messages(call, exception, message):
-    with pytest.raises(exception, match=message):
-        call()
+test_error_messages = error_message_test(CASES)
 
 
 @pytest.mark.parametrize(

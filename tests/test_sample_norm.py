@@ -125,7 +125,7 @@ def test_sample_norm_gradcheck(layer):
             "InstanceNorm2d momentum must be in",
         ),
         (
-            lambda: nn.InstanceNorm2d(3)(np.ones((2, 4, 3, 3), np.float32)),
+            lambda: nn.InstanceNorm2d(3, affine=True)(np.ones((2, 4, 3, 3), np.float32)),
             ValueError,
             "expected input with 3 channels",
         ),

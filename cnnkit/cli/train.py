@@ -37,6 +37,19 @@ MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop")
 NOT_REPEATED = {"out", "resume", "overwrite", "parser", "command", "help"}
 
 
+def _defaulted_option(parser, defaults: TrainSettings):
+    """``option(flag, kind, what, after="")``: add ``flag`` to ``parser`` parsed by ``kind``,
+    its default the TrainSettings field of the same name, its help "WHAT (default VALUE)AFTER"."""
+
+    def option(flag: str, kind, what: str, after: str = "") -> None:
+        default = getattr(defaults, flag[2:].replace("-", "_"))
+        parser.add_argument(
+            flag, type=kind, default=default, help=f"{what} (default {default}){after}"
+        )
+
+    return option
+
+
 def add_parser(commands) -> None:
     """Add `cnnkit train` to the sub-parsers ``commands``."""
     defaults = TrainSettings()
@@ -49,45 +62,21 @@ def add_parser(commands) -> None:
         "resumes it; a second one stops at once.",
     )
     train.set_defaults(parser=train)
-    train.add_argument(
-        "--model",
-        type=model_name,
-        default=defaults.model,
-        help=f"zoo model (default {defaults.model}); see `cnnkit models`",
-    )
-    train.add_argument(
-        "--dataset",
-        type=text("a data set name"),
-        default=defaults.dataset,
-        help=f"data set (default {defaults.dataset}); see `cnnkit datasets`",
-    )
+    option = _defaulted_option(train, defaults)
+    option("--model", model_name, "zoo model", "; see `cnnkit models`")
+    option("--dataset", text("a data set name"), "data set", "; see `cnnkit datasets`")
     train.add_argument(
         "--data-dir", type=FOLDER, help="folder holding the data sets (default $CNNKIT_DATA)"
     )
-    train.add_argument(
-        "--epochs",
-        type=POSITIVE,
-        default=defaults.epochs,
-        help=f"total epochs (default {defaults.epochs})",
-    )
-    train.add_argument(
-        "--batch-size",
-        type=POSITIVE,
-        default=defaults.batch_size,
-        help=f"mini-batch size (default {defaults.batch_size})",
-    )
+    option("--epochs", POSITIVE, "total epochs")
+    option("--batch-size", POSITIVE, "mini-batch size")
     train.add_argument(
         "--optimizer",
         choices=OPTIMIZERS,
         default=defaults.optimizer,
         help=f"default {defaults.optimizer}",
     )
-    train.add_argument(
-        "--lr",
-        type=number(0, low_open=True),
-        default=defaults.lr,
-        help=f"peak learning rate (default {defaults.lr})",
-    )
+    option("--lr", number(0, low_open=True), "peak learning rate")
     train.add_argument(
         "--momentum",
         type=number(0, 1, high_open=True),

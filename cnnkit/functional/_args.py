@@ -36,6 +36,13 @@ def unit_interval(value, name: str) -> float:
     return float(value)
 
 
+def flag(value, name: str) -> bool:
+    """Return ``value`` if it is a bool; raise TypeError otherwise."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return bool(value)
+
+
 def same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
     """TensorFlow 'same' padding (before, after): output ceil(size/stride), extra at the end."""
     out = -(-size // stride)

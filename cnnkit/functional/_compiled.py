@@ -433,20 +433,22 @@ def _batch_norm_input_gradient(dout, x, mean, inv_std, mean_dy, mean_dy_xhat, sc
 
 
 def _relu(x, out, positive):
-    """out = max(x, 0) as np.maximum computes it (a NaN stays) and positive = x > 0, one pass."""
+    """out = max(x, 0) as np.maximum computes it (a NaN stays) and positive = not x <= 0 (NaN
+    included, as torch's threshold backward lets its gradient through), one pass; out may be x."""
     values, result, mask = x.ravel(), out.ravel(), positive.ravel()
     for i in range(values.size):
         value = values[i]
-        keep = value > 0
+        keep = not value <= 0
         mask[i] = keep
-        result[i] = value if keep | (value != value) else 0
+        result[i] = value if keep else 0
 
 
 def _relu_backward(dout, positive, dx):
-    """dx = dout * positive as NumPy multiplies floats by bools (a NaN or inf times 0 is NaN)."""
-    grads, mask, result = dout.ravel(), positive.ravel().view(np.uint8), dx.ravel()
+    """dx = dout where positive, else +0 (an inf or NaN dout included), as torch's threshold
+    backward and activation.relu_backward's NumPy form."""
+    grads, mask, result = dout.ravel(), positive.ravel(), dx.ravel()
     for i in range(grads.size):
-        result[i] = grads[i] * mask[i]
+        result[i] = grads[i] if mask[i] else 0
 
 
 _beats = _compile(_beats)

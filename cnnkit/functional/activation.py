@@ -1,7 +1,9 @@
 """Elementwise activations and softmax, each forward beside its derivative.
 
 For y = A(z) the backward pass is dL/dz = A'(z) * dL/dy; the cache keeps whichever of z or y
-gives A' most cheaply.
+gives A' most cheaply. ``inplace=True`` (relu, leaky_relu: backward needs only a mask) writes
+the output into ``x``, as torch does. Branches are selected by exact arithmetic (max/min, a
+0/1 mask) rather than by np.where, several times slower on unpredictable masks.
 """
 
 from __future__ import annotations
@@ -16,44 +18,78 @@ def _compiled_relu_takes(*arrays: np.ndarray) -> bool:
     return (
         _compiled.ENABLED
         and arrays[0].dtype.kind == "f"
-        and all(a.flags.c_contiguous and a.shape == arrays[0].shape for a in arrays)
+        and all(
+            isinstance(a, np.ndarray) and a.flags.c_contiguous and a.shape == arrays[0].shape
+            for a in arrays
+        )
     )
 
 
-def relu(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """y = max(x, 0); the cache is the mask x > 0 (one compiled pass for both when it can)."""
+def relu(x: np.ndarray, inplace: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """y = max(x, 0); the cache is the mask not x <= 0, NaN included as torch's threshold
+    backward lets its gradient through (one compiled pass for both when it can)."""
     if _compiled_relu_takes(x):
-        out, positive = np.empty_like(x), np.empty(x.shape, dtype=bool)
+        out, positive = (x if inplace else np.empty_like(x)), np.empty(x.shape, dtype=bool)
         _compiled.relu(x, out, positive)
         return out, positive
-    return np.maximum(x, 0), x > 0
+    positive = ~(x <= 0)
+    return np.maximum(x, 0, out=x if inplace else None), positive
+
+
+_UNSIGNED = {2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
 def relu_backward(dout: np.ndarray, positive: np.ndarray) -> np.ndarray:
-    """dL/dx = dL/dy * [x > 0] (one compiled pass when it can)."""
+    """dL/dx = dL/dy where the mask is set, else exactly +0 as torch's threshold backward gives
+    (also where dL/dy is inf or NaN: no 0 * inf, so no NaN and no warning).
+
+    One compiled pass when it can; in NumPy a bool mask selects by bits, dL/dy's bit pattern
+    AND all ones (set) or all zeros (not set), as fast as a product. Another mask is read as
+    true where nonzero.
+    """
     if positive.dtype == bool and _compiled_relu_takes(dout, positive):
         dx = np.empty_like(dout)
         _compiled.relu_backward(dout, positive, dx)
         return dx
-    return dout * positive
+    dout = np.asarray(dout)
+    if positive.dtype != bool or dout.itemsize not in _UNSIGNED:
+        return np.where(positive, dout, dout.dtype.type(0))
+    bits = _UNSIGNED[dout.itemsize]
+    keep = np.negative(positive.view(np.uint8), dtype=bits)  # 1 -> all ones, 0 -> 0
+    return np.bitwise_and(dout.view(bits), keep).view(dout.dtype)
 
 
-def leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> tuple[np.ndarray, tuple]:
-    """y = x if x > 0 else negative_slope * x."""
+def _pick(mask: np.ndarray, if_false: float, if_true: float, like) -> np.ndarray:
+    """``if_true`` where ``mask`` else ``if_false`` in the dtype of ``like``: a table lookup."""
+    return np.array([if_false, if_true], dtype=np.result_type(like)).take(mask.view(np.uint8))
+
+
+def leaky_relu(
+    x: np.ndarray, negative_slope: float = 0.01, inplace: bool = False
+) -> tuple[np.ndarray, tuple]:
+    """y = x if x > 0 else negative_slope * x (Maas et al., 2013).
+
+    Computed as max(x, negative_slope * x), or min for a slope above 1 (NaN-ignoring fmax/fmin,
+    so that 0 * inf does not poison x = inf); the mask x > 0 is taken before writing in place.
+    """
     positive = x > 0
-    slope = np.where(positive, 1, negative_slope).astype(x.dtype)
-    return x * slope, slope
+    larger = np.fmax if negative_slope <= 1 else np.fmin
+    return larger(x, x * negative_slope, out=x if inplace else None), (positive, negative_slope)
 
 
-def leaky_relu_backward(dout: np.ndarray, slope: np.ndarray) -> np.ndarray:
+def leaky_relu_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
     """dL/dx = dL/dy * (1 if x > 0 else negative_slope)."""
-    return dout * slope
+    positive, negative_slope = cache
+    return dout * _pick(positive, negative_slope, 1, dout)
 
 
 def sigmoid(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """y = 1 / (1 + exp(-x)), evaluated without overflow for large |x|."""
+    """y = 1 / (1 + exp(-x)), as e / (1 + e) with e = exp(-|x|) for x < 0: no overflow.
+
+    The numerator, 1 or e, is max(e, [x >= 0]) since 0 < e <= 1.
+    """
     e = np.exp(-np.abs(x))
-    y = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+    y = (np.maximum(e, x >= 0) / (1 + e)).astype(x.dtype, copy=False)
     return y, y
 
 

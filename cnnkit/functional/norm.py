@@ -123,11 +123,13 @@ def batch_norm(
         local_count = np.array([x.size // channels], dtype=x.dtype)
         sums, (count,) = _summed(allreduce, x.sum(axis=axes), local_count)
         count = int(count)
-        if count < 2:
+        if count == 1:
             raise ValueError(
                 f"batch_norm in training mode needs more than 1 value per channel, "
                 f"got input shape {x.shape}"
             )
+        if count == 0:
+            return _empty_batch(x, gamma)
         mean = sums / x.dtype.type(count)
         if compiled:
             local_squares = _channel_square_sums(x, mean)
@@ -187,6 +189,14 @@ def _reference_batch_norm(x, running_mean, running_var, gamma, beta, momentum, e
         running_var *= 1 - momentum
         running_var += momentum * var * (count / (count - 1))
     return out, reference.Call(reference.batch_norm_backward, (x, gamma_or_one, eps))
+
+
+def _empty_batch(x: np.ndarray, gamma: np.ndarray | None) -> tuple[np.ndarray, BatchNormCache]:
+    """No values per channel (a zero-size axis), as torch: an empty output, the running
+    statistics untouched, and a backward pass with nothing to normalise (an empty dL/dx, zero
+    parameter gradients)."""
+    inv_std = np.ones(x.shape[1], dtype=x.dtype)
+    return np.empty_like(x), BatchNormCache(np.empty_like(x), inv_std, gamma, False)
 
 
 def _normalize_with_running_stats(x, mean, inv_std, gamma, beta):

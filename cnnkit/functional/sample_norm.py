@@ -5,10 +5,14 @@ then scales and shifts by learned parameters. The backward pass through the stan
 batch norm's, applied to each group: dx = inv_std * (g - mean(g) - xhat * mean(g * xhat)) with
 g = dL/dxhat. Wu & He (2018) for group norm, Ba et al. (2016) for layer norm, Ulyanov et al.
 (2016) for instance norm.
+
+The row sums of products (the variance, backward's sum of g * xhat, dL/dgamma) are einsum dot
+products over (rows, m) and (A, P, B) views, without the temporary of the product.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,27 +39,44 @@ class SampleNormCache:
         own = range(1, 2) if self.parameter_ndim == 0 else range(ndim - self.parameter_ndim, ndim)
         return tuple(i for i in range(ndim) if i not in own)
 
+    def parameter_view(self, shape: tuple[int, ...]) -> tuple[int, int, int]:
+        """``shape`` as (A, P, B) with the parameters along P: (N, C, positions) for a
+        parameter per channel, (samples, prod(normalized_shape), 1) for layer norm's."""
+        if self.parameter_ndim == 0:
+            return shape[0], shape[1], math.prod(shape[2:])
+        lead = len(shape) - self.parameter_ndim
+        return math.prod(shape[:lead]), math.prod(shape[lead:]), 1
+
     def parameter_gradients(self, dout: np.ndarray):
         """(dL/dgamma or None, dL/dbeta or None), each of the parameters' own shape."""
         shape = [self.affine_shape[i] for i in range(dout.ndim) if i not in self.affine_axes]
+        view = self.parameter_view(dout.shape)
+        by_parameter = dout.reshape(view)
         dweight = None
         if self.weight is not None:
-            dweight = (dout * self.x_hat).sum(axis=self.affine_axes).reshape(self.weight.shape)
-        dbias = dout.sum(axis=self.affine_axes).reshape(shape) if self.has_bias else None
+            dweight = np.einsum("apb,apb->p", by_parameter, self.x_hat.reshape(view))
+            dweight = dweight.reshape(self.weight.shape)
+        dbias = by_parameter.sum(axis=(0, 2)).reshape(shape) if self.has_bias else None
         return dweight, dbias
 
 
 def _standardize(rows: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    mean = rows.mean(axis=-1, keepdims=True)
-    var = np.square(rows - mean).mean(axis=-1, keepdims=True)
-    inv_std = 1 / np.sqrt(var + eps)
-    return (rows - mean) * inv_std, inv_std, var
+    """(xhat, 1 / sqrt(var + eps), var) of each row of ``rows`` (..., m), var biased."""
+    count = rows.dtype.type(max(rows.shape[-1], 1))
+    centred = rows - rows.sum(axis=-1, keepdims=True) / count
+    var = np.einsum("...i,...i->...", centred, centred)[..., None] / count
+    inv_std = 1 / np.sqrt(var + rows.dtype.type(eps))
+    centred *= inv_std
+    return centred, inv_std, var
 
 
 def _standardize_backward(d_rows: np.ndarray, x_hat: np.ndarray, inv_std: np.ndarray):
-    mean_d = d_rows.mean(axis=-1, keepdims=True)
-    mean_d_xhat = (d_rows * x_hat).mean(axis=-1, keepdims=True)
-    return inv_std * (d_rows - mean_d - x_hat * mean_d_xhat)
+    """inv_std * (g - mean(g) - xhat * mean(g * xhat)) for each row of g = ``d_rows``."""
+    count = d_rows.dtype.type(max(d_rows.shape[-1], 1))
+    dx = d_rows - d_rows.sum(axis=-1, keepdims=True) / count
+    dx -= x_hat * (np.einsum("...i,...i->...", d_rows, x_hat)[..., None] / count)
+    dx *= inv_std
+    return dx
 
 
 def _affine(x_hat: np.ndarray, weight, bias, affine_shape) -> np.ndarray:
@@ -68,6 +89,15 @@ def _check(x, op: str, weight, bias) -> None:
         raise TypeError(f"{op} expected a numpy.ndarray, got {type(x).__name__}")
     check_float(x, op, "input")
     check_same_dtype(op, input=x, weight=weight, bias=bias)
+
+
+def _check_parameters(x, op: str, shape: tuple[int, ...], **arrays) -> None:
+    """Each array given (weight, bias, running statistics) has ``shape``, or is None."""
+    for name, v in arrays.items():
+        if v is not None and v.shape != shape:
+            raise ValueError(
+                f"{op} expected {name} of shape {shape} for input {x.shape}, got {v.shape}"
+            )
 
 
 def _normalized_rows(x, rows_shape, weight, bias, eps, affine_shape, parameter_ndim=0):
@@ -97,6 +127,12 @@ def group_norm(x, num_groups: int, weight=None, bias=None, eps: float = 1e-5):
             f"group_norm expected input (N, C, ...) with C divisible by num_groups={num_groups}, "
             f"got shape {x.shape}"
         )
+    if x.size == num_groups:
+        raise ValueError(
+            f"group_norm expected more than 1 value per group or more than 1 sample (as torch), "
+            f"got input shape {x.shape} with {num_groups} groups"
+        )
+    _check_parameters(x, "group_norm", (x.shape[1],), weight=weight, bias=bias)
     rows_shape = (x.shape[0], num_groups, x[0].size // num_groups if x.shape[0] else 0)
     affine_shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
     out, cache, _ = _normalized_rows(x, rows_shape, weight, bias, eps, affine_shape)
@@ -119,6 +155,7 @@ def layer_norm(x, normalized_shape: tuple[int, ...], weight=None, bias=None, eps
             f"layer_norm expected input whose last dimensions are {tuple(normalized_shape)}, "
             f"got shape {x.shape}"
         )
+    _check_parameters(x, "layer_norm", tuple(normalized_shape), weight=weight, bias=bias)
     rows_shape = (*x.shape[: x.ndim - k], int(np.prod(normalized_shape)))
     affine_shape = (1,) * (x.ndim - k) + tuple(normalized_shape)
     out, cache, _ = _normalized_rows(x, rows_shape, weight, bias, eps, affine_shape, k)
@@ -148,6 +185,14 @@ def instance_norm(
             f"instance_norm expected input (N, C, ...) of 3 or more dims, got shape {x.shape}"
         )
     channels = x.shape[1]
+    _check_parameters(
+        x, "instance_norm", (channels,), weight=weight, bias=bias,
+        running_mean=running_mean, running_var=running_var,
+    )  # fmt: skip
+    if not use_input_stats and (running_mean is None or running_var is None):
+        raise ValueError(
+            "instance_norm without input statistics needs running_mean and running_var"
+        )
     affine_shape = (1, channels) + (1,) * (x.ndim - 2)
     rows_shape = (x.shape[0], channels, int(np.prod(x.shape[2:])))
     if not use_input_stats:
@@ -156,14 +201,20 @@ def instance_norm(
         out = _affine(x_hat, weight, bias, affine_shape).astype(x.dtype, copy=False)
         cache = SampleNormCache(x_hat, inv_std, weight, affine_shape, bias is not None, 0)
         return out, (cache, None)
+    m = rows_shape[2]
+    if m == 1:
+        raise ValueError(
+            f"instance_norm with input statistics needs more than 1 spatial value per channel "
+            f"(as torch), got input shape {x.shape}"
+        )
     out, cache, var = _normalized_rows(x, rows_shape, weight, bias, eps, affine_shape)
     if running_mean is not None:
-        m = x[0, 0].size
-        mean = x.reshape(rows_shape).mean(axis=(0, 2))
-        running_mean *= 1 - momentum
-        running_mean += momentum * mean
-        running_var *= 1 - momentum
-        running_var += momentum * var[..., 0].mean(axis=0) * (m / max(m - 1, 1))
+        with np.errstate(invalid="ignore"):  # an empty batch averages nothing: NaN, as torch
+            mean = x.reshape(rows_shape).mean(axis=(0, 2))
+            running_mean *= 1 - momentum
+            running_mean += momentum * mean
+            running_var *= 1 - momentum
+            running_var += momentum * var[..., 0].mean(axis=0) * (m / max(m - 1, 1))
     return out, (cache, rows_shape)
 
 

@@ -1,6 +1,13 @@
 """Activation layers (torch.nn.ReLU, LeakyReLU, Sigmoid, Tanh, Softmax, LogSoftmax).
 
 Shape: any input shape; the output has the same shape.
+
+``inplace=True`` (ReLU, LeakyReLU, and in cnnkit.nn.modern_activation ReLU6, Hardtanh and
+Hardsigmoid) writes the output into the input array, as torch does, and keeps only a mask for
+backward. Writing in place overwrites the array that the layer before returned: if that layer
+kept it for its own backward (Sigmoid, Tanh and Softmax keep their output), its gradient
+silently goes wrong, where torch's version counters raise an error. Use ``inplace=True`` after
+Conv2d, Linear or BatchNorm2d, as torchvision does.
 """
 
 from __future__ import annotations
@@ -10,40 +17,69 @@ import numbers
 import numpy as np
 
 from cnnkit.functional import activation as F
+from cnnkit.functional._args import flag
 from cnnkit.nn.module import CachedModule
 
 
-class ReLU(CachedModule):
-    """y = max(x, 0) (Nair & Hinton, 2010)."""
+class _Elementwise(CachedModule):
+    """y = A(x) elementwise by ``function``; backward applies ``derivative`` to the cache.
+
+    ``inplace`` is passed on to ``function`` where it ``writes_in_place`` (its backward needs
+    only a mask); elsewhere it is accepted, as torch's, and a new array is returned.
+    """
+
+    function = staticmethod(lambda z: (z, None))
+    derivative = staticmethod(lambda dout, cache: dout)
+    writes_in_place = False
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.inplace = flag(inplace, f"{type(self).__name__} inplace")
+
+    def arguments(self) -> dict:
+        """The keyword arguments of ``function`` besides the input (and ``inplace``)."""
+        return {}
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._check_input(x)
-        out, self._cache = F.relu(x)
+        arguments = self.arguments()
+        if self.writes_in_place:
+            arguments["inplace"] = self.inplace
+        out, self._cache = type(self).function(x, **arguments)
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        return F.relu_backward(dout, self._take_cache())
+        return type(self).derivative(dout, self._take_cache())
+
+    def extra_repr(self) -> str:
+        shown = [f"{name}={value!r}" for name, value in self.arguments().items()]
+        return ", ".join(shown + (["inplace=True"] if self.inplace else []))
 
 
-class LeakyReLU(CachedModule):
-    """y = x if x > 0 else negative_slope * x (Maas et al., 2013)."""
+class ReLU(_Elementwise):
+    """y = max(x, 0) (Nair & Hinton, 2010); ``inplace=True`` writes y into x."""
 
-    def __init__(self, negative_slope: float = 0.01):
-        super().__init__()
+    function, derivative = staticmethod(F.relu), staticmethod(F.relu_backward)
+    writes_in_place = True
+
+
+class LeakyReLU(_Elementwise):
+    """y = x if x > 0 else negative_slope * x (Maas et al., 2013); ``inplace`` writes into x.
+
+    ``negative_slope`` is read at every call, as torch's.
+    """
+
+    function, derivative = staticmethod(F.leaky_relu), staticmethod(F.leaky_relu_backward)
+    writes_in_place = True
+
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False):
+        super().__init__(inplace)
         if isinstance(negative_slope, bool) or not isinstance(negative_slope, numbers.Real):
             raise TypeError(f"LeakyReLU negative_slope must be a number, got {negative_slope!r}")
         self.negative_slope = float(negative_slope)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        self._check_input(x)
-        out, self._cache = F.leaky_relu(x, self.negative_slope)
-        return out
-
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        return F.leaky_relu_backward(dout, self._take_cache())
-
-    def extra_repr(self) -> str:
-        return f"negative_slope={self.negative_slope}"
+    def arguments(self) -> dict:
+        return {"negative_slope": self.negative_slope}
 
 
 class Sigmoid(CachedModule):

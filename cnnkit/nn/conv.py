@@ -21,6 +21,17 @@ def _positive_int(value, name: str, owner: str) -> int:
     return int(value)
 
 
+def init_weight_and_bias(module, shape: tuple[int, ...], bias: bool, dtype, rng) -> None:
+    """Set ``module.dtype``, a weight of ``shape`` and (with ``bias``) a bias of
+    ``module.out_channels`` values, both drawn by torch's default initialisation from ``rng``
+    (a fresh generator when None)."""
+    module.dtype = check_dtype(dtype)
+    rng = np.random.default_rng() if rng is None else rng
+    module.weight = Parameter(np.empty(shape, dtype=module.dtype))
+    module.bias = Parameter(np.empty(module.out_channels, dtype=module.dtype)) if bias else None
+    torch_default_(module.weight.data, None if module.bias is None else module.bias.data, rng)
+
+
 def _channels(in_channels, out_channels, groups, owner: str) -> tuple[int, int, int]:
     """(in_channels, out_channels, groups), each a positive int, groups dividing both."""
     in_channels = _positive_int(in_channels, "in_channels", owner)
@@ -90,12 +101,8 @@ class _ConvNd(CachedModule):
                 f"got {padding_mode!r}"
             )
         self.padding_mode = padding_mode
-        self.dtype = check_dtype(dtype)
-        rng = np.random.default_rng() if rng is None else rng
         shape = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
-        self.weight = Parameter(np.empty(shape, dtype=self.dtype))
-        self.bias = Parameter(np.empty(self.out_channels, dtype=self.dtype)) if bias else None
-        torch_default_(self.weight.data, None if self.bias is None else self.bias.data, rng)
+        init_weight_and_bias(self, shape, bias, dtype, rng)
         self.input_gradient = True
 
     def _sizes(self, value, name: str, minimum: int = 1) -> tuple[int, ...]:

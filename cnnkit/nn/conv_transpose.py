@@ -8,9 +8,8 @@ import numpy as np
 
 from cnnkit.functional import conv_transpose as F
 from cnnkit.functional._args import pair
-from cnnkit.nn.conv import _channels
-from cnnkit.nn.init import torch_default_
-from cnnkit.nn.module import CachedModule, Parameter, check_dtype
+from cnnkit.nn.conv import _channels, init_weight_and_bias
+from cnnkit.nn.module import CachedModule
 
 
 class ConvTranspose2d(CachedModule):
@@ -62,12 +61,8 @@ class ConvTranspose2d(CachedModule):
                 f"ConvTranspose2d padding_mode must be 'zeros' (as in torch), got {padding_mode!r}"
             )
         self.padding_mode = padding_mode
-        self.dtype = check_dtype(dtype)
-        rng = np.random.default_rng() if rng is None else rng
         shape = (self.in_channels, self.out_channels // self.groups, *self.kernel_size)
-        self.weight = Parameter(np.empty(shape, dtype=self.dtype))
-        self.bias = Parameter(np.empty(self.out_channels, dtype=self.dtype)) if bias else None
-        torch_default_(self.weight.data, None if self.bias is None else self.bias.data, rng)
+        init_weight_and_bias(self, shape, bias, dtype, rng)
 
     def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
         """(N, C_out, H_out, W_out) for an input of shape (N, C_in, H, W)."""

@@ -1,8 +1,11 @@
 """Activation layers of modern CNNs (torch.nn.ReLU6, Hardtanh, Hardsigmoid, Hardswish, SiLU,
 GELU, ELU, Softplus, Mish, PReLU).
 
-Shape: any input shape; the output has the same shape. ``inplace=True`` is accepted for
-torch compatibility and computes a new array all the same (backward needs the input).
+Shape: any input shape; the output has the same shape. ``inplace=True`` is accepted wherever
+torch has it: ReLU6, Hardtanh and Hardsigmoid then write their output into the input array, as
+torch does, and keep only a mask for backward (see cnnkit.nn.activation on when that is safe);
+Hardswish, SiLU, ELU and Mish differentiate through x itself, so they keep x and return a new
+array whatever ``inplace`` says.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import numbers
 import numpy as np
 
 from cnnkit.functional import modern_activation as F
+from cnnkit.nn.activation import _Elementwise
 from cnnkit.nn.module import CachedModule, Parameter, check_dtype
 
 
@@ -21,37 +25,11 @@ def _number(value, name: str, owner: str) -> float:
     return float(value)
 
 
-class _Elementwise(CachedModule):
-    """y = A(z) elementwise by ``function``; backward applies ``derivative`` to the cache."""
-
-    function = staticmethod(lambda z: (z, None))
-    derivative = staticmethod(lambda dout, cache: dout)
-
-    def __init__(self, inplace: bool = False):
-        super().__init__()
-        self.inplace = bool(inplace)
-
-    def arguments(self) -> dict:
-        """The keyword arguments of ``function`` besides the input."""
-        return {}
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        self._check_input(x)
-        out, self._cache = type(self).function(x, **self.arguments())
-        return out
-
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        return type(self).derivative(dout, self._take_cache())
-
-    def extra_repr(self) -> str:
-        shown = [f"{name}={value!r}" for name, value in self.arguments().items()]
-        return ", ".join(shown + (["inplace=True"] if self.inplace else []))
-
-
 class Hardtanh(_Elementwise):
     """y = min(max(x, min_val), max_val) (torch.nn.Hardtanh)."""
 
     function, derivative = staticmethod(F.hardtanh), staticmethod(F.hardtanh_backward)
+    writes_in_place = True
 
     def __init__(self, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False):
         super().__init__(inplace)
@@ -71,12 +49,14 @@ class ReLU6(_Elementwise):
     """y = min(max(x, 0), 6) (Howard et al., MobileNets, 2017)."""
 
     function, derivative = staticmethod(F.relu6), staticmethod(F.relu6_backward)
+    writes_in_place = True
 
 
 class Hardsigmoid(_Elementwise):
     """y = relu6(x + 3) / 6 (Howard et al., Searching for MobileNetV3, 2019)."""
 
     function, derivative = staticmethod(F.hardsigmoid), staticmethod(F.hardsigmoid_backward)
+    writes_in_place = True
 
 
 class Hardswish(_Elementwise):
@@ -104,9 +84,7 @@ class GELU(_Elementwise):
 
     def __init__(self, approximate: str = "none"):
         super().__init__()
-        if approximate not in F.GELU_APPROXIMATIONS:
-            raise ValueError(f"GELU approximate must be 'none' or 'tanh', got {approximate!r}")
-        self.approximate = approximate
+        self.approximate = F.check_gelu_approximate(approximate, "GELU")
 
     def arguments(self) -> dict:
         return {"approximate": self.approximate}

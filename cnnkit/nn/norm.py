@@ -11,6 +11,50 @@ from cnnkit.functional._args import unit_interval
 from cnnkit.nn.conv import _positive_int
 from cnnkit.nn.module import CachedModule, Parameter, check_dtype
 
+
+def positive_eps(eps, owner: str) -> float:
+    """Return ``eps`` as a float if it is a positive number; raise ValueError naming ``owner``."""
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
+        raise ValueError(f"{owner} eps must be a positive number, got {eps!r}")
+    return float(eps)
+
+
+def momentum_or_none(momentum, owner: str) -> float | None:
+    """Return ``momentum`` as a float in [0, 1], or None (torch's cumulative average for batch
+    norm, no update for instance norm); raise ValueError naming ``owner`` otherwise."""
+    return None if momentum is None else unit_interval(momentum, f"{owner} momentum")
+
+
+def init_channel_norm(
+    module: CachedModule,
+    num_features,
+    eps,
+    momentum,
+    affine: bool,
+    track_running_stats: bool,
+    dtype,
+    bias: bool,
+) -> None:
+    """Set what batch and instance norm share (torch's _NormBase): the checked num_features,
+    eps, momentum and dtype, weight = 1 and (with ``bias``) bias = 0 per channel when
+    ``affine``, and running_mean, running_var and num_batches_tracked buffers when
+    ``track_running_stats``."""
+    name = type(module).__name__
+    module.num_features = _positive_int(num_features, "num_features", name)
+    module.eps = positive_eps(eps, name)
+    module.momentum = momentum_or_none(momentum, name)
+    module.dtype = check_dtype(dtype)
+    module.affine, module.track_running_stats = affine, track_running_stats
+    shape = (module.num_features,)
+    module.weight = Parameter(np.ones(shape, dtype=module.dtype)) if affine else None
+    learns_bias = affine and bias
+    module.bias = Parameter(np.zeros(shape, dtype=module.dtype)) if learns_bias else None
+    if track_running_stats:
+        module.register_buffer("running_mean", np.zeros(shape, dtype=module.dtype))
+        module.register_buffer("running_var", np.ones(shape, dtype=module.dtype))
+        module.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64))
+
+
 EMPTY_BATCH = "empty batch"
 """The cache of a forward pass over no samples: backward returns the (empty) gradient as is."""
 
@@ -20,7 +64,8 @@ class _BatchNorm(CachedModule):
 
     ``momentum=None`` keeps the cumulative moving average of the batch statistics (the factor
     is 1 / num_batches_tracked); ``bias=False`` (with ``affine``) learns the scale only. An
-    empty batch gives an empty output and leaves the statistics alone, as torch does.
+    empty batch (any zero-size axis) gives an empty output and leaves the statistics alone, as
+    torch does; one value per channel in training is refused, as torch refuses it.
     """
 
     expected_ndim: tuple[int, ...] = ()
@@ -38,22 +83,10 @@ class _BatchNorm(CachedModule):
         bias: bool = True,
     ):
         super().__init__()
-        name = type(self).__name__
-        self.num_features = _positive_int(num_features, "num_features", name)
-        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
-            raise ValueError(f"{name} eps must be a positive number, got {eps!r}")
-        self.eps = float(eps)
-        self.momentum = None if momentum is None else unit_interval(momentum, f"{name} momentum")
-        self.dtype = check_dtype(dtype)
-        self.affine, self.track_running_stats = affine, track_running_stats
+        init_channel_norm(
+            self, num_features, eps, momentum, affine, track_running_stats, dtype, bias
+        )
         self.allreduce = None  # set by cnnkit.distributed.sync_batch_norm
-        self.weight = Parameter(np.ones(num_features, dtype=self.dtype)) if affine else None
-        learns_bias = affine and bias
-        self.bias = Parameter(np.zeros(num_features, dtype=self.dtype)) if learns_bias else None
-        if track_running_stats:
-            self.register_buffer("running_mean", np.zeros(num_features, dtype=self.dtype))
-            self.register_buffer("running_var", np.ones(num_features, dtype=self.dtype))
-            self.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64))
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._check_input(x)
@@ -70,7 +103,7 @@ class _BatchNorm(CachedModule):
         tracking = self.training and self.track_running_stats
         if tracking:
             self._buffers["num_batches_tracked"] += 1
-        if x.shape[0] == 0:
+        if x.size == 0:
             self._cache = EMPTY_BATCH
             return x.copy()
         momentum = self.momentum
@@ -104,7 +137,8 @@ class _BatchNorm(CachedModule):
         synchronized = ", synchronized" if self.allreduce is not None else ""
         return (
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-            f"track_running_stats={self.track_running_stats}{synchronized}"
+            f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}"
+            f"{synchronized}"
         )
 
 

@@ -7,19 +7,14 @@ InstanceNorm2d: (N, C, H, W) or unbatched (C, H, W); InstanceNorm1d: (N, C, L) o
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 
 from cnnkit.functional import sample_norm as F
-from cnnkit.functional._args import unit_interval
 from cnnkit.nn.conv import _positive_int
 from cnnkit.nn.module import CachedModule, Parameter, check_dtype
-
-
-def _eps(eps, owner: str) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
-        raise ValueError(f"{owner} eps must be a positive number, got {eps!r}")
-    return float(eps)
+from cnnkit.nn.norm import init_channel_norm, positive_eps
 
 
 class _SampleNorm(CachedModule):
@@ -65,7 +60,8 @@ class GroupNorm(_SampleNorm):
                 f"GroupNorm num_channels={num_channels} must be divisible by "
                 f"num_groups={num_groups}"
             )
-        self.eps, self.affine, self.dtype = _eps(eps, "GroupNorm"), affine, check_dtype(dtype)
+        self.eps, self.affine = positive_eps(eps, "GroupNorm"), affine
+        self.dtype = check_dtype(dtype)
         self._make_affine((self.num_channels,), affine, bias)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -83,7 +79,10 @@ class GroupNorm(_SampleNorm):
         return dx
 
     def extra_repr(self) -> str:
-        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+        return (
+            f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
+            f"bias={self.bias is not None}"
+        )
 
 
 class LayerNorm(_SampleNorm):
@@ -107,7 +106,7 @@ class LayerNorm(_SampleNorm):
         self.normalized_shape = tuple(
             _positive_int(n, "normalized_shape", "LayerNorm") for n in shape
         )
-        self.eps, self.dtype = _eps(eps, "LayerNorm"), check_dtype(dtype)
+        self.eps, self.dtype = positive_eps(eps, "LayerNorm"), check_dtype(dtype)
         self.elementwise_affine = elementwise_affine
         self._make_affine(self.normalized_shape, elementwise_affine, bias)
 
@@ -124,18 +123,22 @@ class LayerNorm(_SampleNorm):
 
     def extra_repr(self) -> str:
         return (
-            f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+            f"{self.normalized_shape}, eps={self.eps}, "
+            f"elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}"
         )
 
 
 class _InstanceNorm(_SampleNorm):
-    """Standardise each channel of each sample over its spatial axes (Ulyanov et al., 2016)."""
+    """Standardise each channel of each sample over its spatial axes (Ulyanov et al., 2016).
+
+    ``momentum=None`` leaves the running statistics where they are, as torch (which passes 0).
+    """
 
     def __init__(
         self,
         num_features: int,
         eps: float = 1e-5,
-        momentum: float = 0.1,
+        momentum: float | None = 0.1,
         affine: bool = False,
         track_running_stats: bool = False,
         dtype=np.float32,
@@ -143,23 +146,28 @@ class _InstanceNorm(_SampleNorm):
         bias: bool = True,
     ):
         super().__init__()
-        name = type(self).__name__
-        self.num_features = _positive_int(num_features, "num_features", name)
-        self.eps, self.dtype = _eps(eps, name), check_dtype(dtype)
-        self.momentum = unit_interval(momentum, f"{name} momentum")
-        self.affine, self.track_running_stats = affine, track_running_stats
-        self._make_affine((self.num_features,), affine, bias)
-        if track_running_stats:
-            self.register_buffer("running_mean", np.zeros(num_features, dtype=self.dtype))
-            self.register_buffer("running_var", np.ones(num_features, dtype=self.dtype))
-            self.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64))
+        init_channel_norm(
+            self, num_features, eps, momentum, affine, track_running_stats, dtype, bias
+        )
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._check_input(x)
-        if x.shape[1] != self.num_features:
+        name, rank = type(self).__name__, self.batched_ndim
+        if x.ndim != rank:
             raise ValueError(
-                f"{type(self).__name__} expected input with {self.num_features} channels, got "
-                f"{x.shape[1]} (input shape {x.shape})"
+                f"{name} expected {rank - 1}-D (unbatched) or {rank}-D input, got shape {x.shape}"
+            )
+        if x.shape[1] != self.num_features:
+            mismatch = (
+                f"{name} expected input with {self.num_features} channels, got {x.shape[1]} "
+                f"(input shape {x.shape})"
+            )
+            if self.affine or self.track_running_stats:
+                raise ValueError(mismatch)
+            warnings.warn(  # as torch: num_features is used by nothing else
+                f"{mismatch}; num_features is unused with affine=False and "
+                "track_running_stats=False",
+                stacklevel=2,
             )
         use_input_stats = self.training or not self.track_running_stats
         out, self._cache = F.instance_norm(
@@ -168,7 +176,7 @@ class _InstanceNorm(_SampleNorm):
             self._buffers.get("running_var"),
             *self._parameters_data(),
             use_input_stats=use_input_stats,
-            momentum=self.momentum,
+            momentum=0.0 if self.momentum is None else self.momentum,
             eps=self.eps,
         )
         return out
@@ -181,7 +189,8 @@ class _InstanceNorm(_SampleNorm):
     def extra_repr(self) -> str:
         return (
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-            f"affine={self.affine}, track_running_stats={self.track_running_stats}"
+            f"affine={self.affine}, bias={self.bias is not None}, "
+            f"track_running_stats={self.track_running_stats}"
         )
 
 

@@ -77,6 +77,20 @@ def _weights(b, m, names) -> list[str]:
     return inputs
 
 
+def _conv_node(b, m, names, op: str, **attributes) -> str:
+    """A Conv or ConvTranspose node of layer ``m``: its weight and bias as inputs, its
+    kernel_shape, strides, dilations and group, then ``attributes`` (the padding)."""
+    return b.node(
+        op,
+        _weights(b, m, names),
+        kernel_shape=list(m.kernel_size),
+        strides=list(m.stride),
+        dilations=list(m.dilation),
+        group=m.groups,
+        **attributes,
+    )
+
+
 @emits(nn.Conv2d)
 def conv2d(b, m, names, xs, y):
     """Conv2d -> Conv (weight, bias; pads or SAME_UPPER; strides, dilations, group); a
@@ -88,15 +102,7 @@ def conv2d(b, m, names, xs, y):
         )
         names = [_pad_node(b, names[0], left, right, top, bottom, m.padding_mode)]
         padding = (0, 0)
-    return b.node(
-        "Conv",
-        _weights(b, m, names),
-        kernel_shape=list(m.kernel_size),
-        strides=list(m.stride),
-        dilations=list(m.dilation),
-        group=m.groups,
-        **_pads(padding),
-    )
+    return _conv_node(b, m, names, "Conv", **_pads(padding))
 
 
 @emits(nn.Conv1d)
@@ -108,30 +114,15 @@ def conv1d(b, m, names, xs, y):
         pads = {"auto_pad": "SAME_UPPER"}
     else:
         pads = {"pads": [0, 0] if m.padding == "valid" else [m.padding[0]] * 2}
-    return b.node(
-        "Conv",
-        _weights(b, m, names),
-        kernel_shape=list(m.kernel_size),
-        strides=list(m.stride),
-        dilations=list(m.dilation),
-        group=m.groups,
-        **pads,
-    )
+    return _conv_node(b, m, names, "Conv", **pads)
 
 
 @emits(nn.ConvTranspose2d)
 def conv_transpose2d(b, m, names, xs, y):
     """ConvTranspose2d -> ConvTranspose (pads, output_padding, strides, dilations, group)."""
     ph, pw = m.padding
-    return b.node(
-        "ConvTranspose",
-        _weights(b, m, names),
-        kernel_shape=list(m.kernel_size),
-        strides=list(m.stride),
-        dilations=list(m.dilation),
-        group=m.groups,
-        pads=[ph, pw, ph, pw],
-        output_padding=list(m.output_padding),
+    return _conv_node(
+        b, m, names, "ConvTranspose", pads=[ph, pw, ph, pw], output_padding=list(m.output_padding)
     )
 
 

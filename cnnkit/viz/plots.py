@@ -151,6 +151,14 @@ def _one_image(x) -> np.ndarray:
     return x
 
 
+def _explained_image(model: Module, x, target_class, class_names, image):
+    """(x as one image, the class explained, its title text, the image to draw: ``image`` or x
+    scaled to [0, 1]) for the saliency and Grad-CAM plots."""
+    x = _one_image(x)
+    target, text = _class_title(model, x, target_class, class_names)
+    return x, target, text, _unit(x) if image is None else image
+
+
 def plot_saliency(
     model: Module,
     x,
@@ -161,10 +169,8 @@ def plot_saliency(
     svg: bool = False,
 ) -> list[Path]:
     """Saliency map of one image x (C, H, W) for ``target_class`` (default: the prediction)."""
-    x = _one_image(x)
-    target, text = _class_title(model, x, target_class, class_names)
+    x, target, text, image = _explained_image(model, x, target_class, class_names, image)
     saliency_map = saliency(model, x, target)
-    image = _unit(x) if image is None else image
     return save_figure(saliency_figure(image, saliency_map, f"Saliency for {text}"), path, svg)
 
 
@@ -179,10 +185,8 @@ def plot_grad_cam(
     svg: bool = False,
 ) -> list[Path]:
     """Grad-CAM of one image x (C, H, W) at ``layer_name`` for ``target_class``."""
-    x = _one_image(x)
-    target, text = _class_title(model, x, target_class, class_names)
+    x, target, text, image = _explained_image(model, x, target_class, class_names, image)
     cam, _ = grad_cam(model, x, layer_name, target)
-    image = _unit(x) if image is None else image
     title = f"Grad-CAM at {layer_name} for {text}"
     return save_figure(grad_cam_figure(image, cam, title), path, svg)
 
