@@ -256,8 +256,12 @@ def limited(dataset: Dataset, limit: int | None) -> Dataset:
     return dataset.subset(np.arange(limit))
 
 
-def run(settings: TrainSettings) -> dict:
-    """Train, evaluate on the test split, write metrics.json and the checkpoint; return metrics."""
+def run(settings: TrainSettings, on_start=None) -> dict:
+    """Train, evaluate on the test split, write metrics.json and the checkpoint; return metrics.
+
+    ``on_start(out, model, data)``, when given, is called once on the root rank before the first
+    step, with the run directory, the model and the data metadata its checkpoints will record
+    (`cnnkit train --explore` starts the explorer there)."""
     started = time.perf_counter()
     check_extras(settings)
     if settings.sync_batch_norm and not settings.distributed:
@@ -268,7 +272,7 @@ def run(settings: TrainSettings) -> dict:
         path = output_path(settings)
         directory = RunDirectory(path, resumes_in_place(settings, path), settings.overwrite)
         out = run_on_root(communicator, lambda: stack.enter_context(directory))
-        return train_in(out, settings, resume, communicator, started)
+        return train_in(out, settings, resume, communicator, started, on_start)
 
 
 def train_in(
@@ -277,6 +281,7 @@ def train_in(
     resume: Checkpoint | None,
     communicator: Communicator | None,
     started: float,
+    on_start=None,
 ) -> dict:
     """The body of :func:`run` once the run directory ``out`` is held."""
     splits = load_dataset(settings.dataset, settings.data_dir)
@@ -333,6 +338,7 @@ def train_in(
 
         logger = TensorBoardLogger(out / "tensorboard")
         callbacks.append(logger)
+    data = data_metadata(train_set, settings, mean, std)
     trainer = Trainer(
         model,
         optimizer,
@@ -345,12 +351,14 @@ def train_in(
         communicator=communicator,
         interruptible=settings.interruptible,
         metadata={
-            "data": data_metadata(train_set, settings, mean, std),
+            "data": data,
             "settings": asdict(settings),
         },
     )
     if resume is not None:
         trainer.resume(resume, train_loader, source=f"checkpoint {settings.resume}")
+    if on_start is not None and is_root:
+        on_start(out, model, data)
     try:
         trainer.fit(train_loader, settings.epochs, val_loader)
     finally:

@@ -6,9 +6,12 @@ interrupted run prints the exact command that resumes it (:func:`resume_command`
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import signal
 import sys
+import threading
 import traceback
 
 from threadpoolctl import threadpool_limits
@@ -194,6 +197,18 @@ def add_parser(commands) -> None:
         "viz extra)",
     )
     train.add_argument(
+        "--explore",
+        action="store_true",
+        help="serve `cnnkit explore` on this run at 127.0.0.1 while it trains (the weights of "
+        "each checkpoint, the curves so far), and after it until Ctrl-C",
+    )
+    train.add_argument(
+        "--explore-port",
+        type=integer(0, 65535),
+        default=8000,
+        help="with --explore: the port (default 8000; 0: any free one)",
+    )
+    train.add_argument(
         "--tensorboard",
         action="store_true",
         help="log scalars, weight/gradient histograms and filters to OUT/tensorboard with "
@@ -218,6 +233,10 @@ def check(args) -> None:
             f"argument --patience: early stopping watches the validation loss, but --val-split "
             f"is 0; expected --val-split > 0 with --patience {args.patience}"
         )
+    if args.explore_port != 8000 and not args.explore:
+        raise UsageError(f"argument --explore-port: goes with --explore, got {args.explore_port}")
+    if args.explore and (args.distributed or launched_ranks() > 1):
+        raise UsageError("argument --explore: serves one process's run, not with --distributed")
     if args.sync_bn and not (args.distributed or launched_ranks() > 1):
         raise UsageError("argument --sync-bn: expected --distributed (or an MPI launcher) with it")
 
@@ -325,26 +344,72 @@ def resume_command(args, out: str, ranks: int = 1) -> str:
     return f"{launcher}cnnkit train {shlex.join(words)}"
 
 
+def _raise_keyboard_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+class LiveExplorer:
+    """`train --explore`: the explorer, started when the run has its model and data."""
+
+    def __init__(self, port: int, data_dir: str | None):
+        self.port, self.data_dir, self.server = port, data_dir, None
+
+    def start(self, out, model, data) -> None:
+        """The run's on_start hook: serve the run and print the URL on one line."""
+        from cnnkit.explore import serve_training_run
+
+        self.server = serve_training_run(out, model, data, self.port, self.data_dir)
+        print(f"cnnkit train: explorer at {self.server.url} (updated at each epoch)", flush=True)
+
+    def serve_until_interrupted(self) -> None:
+        """After training: keep the page up until Ctrl-C (SIGINT) or SIGTERM."""
+        if self.server is None:
+            return
+        print(f"cnnkit train: explorer still at {self.server.url}; Ctrl-C stops it", flush=True)
+        previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            print("cnnkit train: explorer stopped", file=sys.stderr)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    def __enter__(self) -> LiveExplorer:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        """Stop serving, however training ended."""
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+
 def train_with_settings(args, communicator: Communicator | None) -> int:
     """Train with the settings of ``args``; on a signal, say how to resume."""
     settings = settings_from(args, communicator)
     settings.out = str(output_path(settings))
-    try:
-        metrics = run_training(settings)
-    except TrainingInterrupted as stop:
-        if communicator is None or communicator.is_root:
-            ranks = 1 if communicator is None else communicator.size
-            print(f"cnnkit train: {stop}", file=sys.stderr)
-            if stop.checkpoint is not None:
-                print(f"resume with: {resume_command(args, settings.out, ranks)}", file=sys.stderr)
-        return 128 + stop.signum
-    if communicator is not None and not communicator.is_root:
-        return 0
-    print(
-        f"test accuracy {metrics['test_accuracy']:.4f} (loss {metrics['test_loss']:.4f}, "
-        f"top-5 {metrics['test_top5_accuracy']:.4f}) after {metrics['epochs']} epochs in "
-        f"{metrics['elapsed_seconds']:.1f} s; run saved in {metrics['out']}"
-    )
-    for path in metrics.get("plots", []):
-        print(f"wrote {path}")
+    explorer = LiveExplorer(args.explore_port, args.data_dir) if args.explore else None
+    with explorer or contextlib.nullcontext():
+        try:
+            metrics = run_training(settings, on_start=explorer and explorer.start)
+        except TrainingInterrupted as stop:
+            if communicator is None or communicator.is_root:
+                ranks = 1 if communicator is None else communicator.size
+                print(f"cnnkit train: {stop}", file=sys.stderr)
+                if stop.checkpoint is not None:
+                    resume = resume_command(args, settings.out, ranks)
+                    print(f"resume with: {resume}", file=sys.stderr)
+            return 128 + stop.signum
+        if communicator is not None and not communicator.is_root:
+            return 0
+        print(
+            f"test accuracy {metrics['test_accuracy']:.4f} (loss {metrics['test_loss']:.4f}, "
+            f"top-5 {metrics['test_top5_accuracy']:.4f}) after {metrics['epochs']} epochs in "
+            f"{metrics['elapsed_seconds']:.1f} s; run saved in {metrics['out']}"
+        )
+        for path in metrics.get("plots", []):
+            print(f"wrote {path}")
+        if explorer is not None:
+            explorer.serve_until_interrupted()
     return 0

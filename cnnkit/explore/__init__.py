@@ -39,6 +39,7 @@ __all__ = [
     "main",
     "make_server",
     "serve_in_thread",
+    "serve_training_run",
 ]
 
 ERRORS = (ExploreError, CheckpointError, WeightsError, DatasetError, OSError)
@@ -124,6 +125,14 @@ def load_subject(args: argparse.Namespace) -> Subject:
     raise ExploreError(
         "say what to explore: --checkpoint PATH, --run DIR, --model NAME or --onnx FILE"
     )
+
+
+def serve_training_run(run_dir, model, data: dict, port: int, data_dir=None) -> ExploreServer:
+    """Serve the explorer on 127.0.0.1 for a run about to train (`cnnkit train --explore`), in a
+    daemon thread: a copy of ``model``, reloaded from each checkpoint the run writes."""
+    server = make_server(source.from_training(run_dir, model, data, data_dir), "127.0.0.1", port)
+    serve_in_thread(server)
+    return server
 
 
 def command(args: argparse.Namespace, prog: str = "cnnkit explore") -> int:

@@ -101,11 +101,11 @@ class Subject:
 
     def refresh(self) -> bool:
         """Reload the checkpoint's weights if its file was replaced; True when it was."""
-        if self.checkpoint is None or self.checkpoint_stamp is None:
+        if self.checkpoint is None:
             return False
         try:
             stamp = os.stat(self.checkpoint).st_mtime_ns
-        except OSError:
+        except OSError:  # not written yet (a run before its first epoch)
             return False
         if stamp == self.checkpoint_stamp:
             return False
@@ -163,6 +163,33 @@ def from_checkpoint(path, data_dir=None, run_dir=None) -> Subject:
         run_dir=None if run_dir is None else Path(run_dir),
         checkpoint_stamp=os.stat(path).st_mtime_ns,
         epoch=checkpoint.training_state.get("epoch"),
+    )
+
+
+def from_training(run_dir, model: Module, data: dict, data_dir=None) -> Subject:
+    """A copy of a model about to be trained into ``run_dir`` (`cnnkit train --explore`): its
+    initial weights now, the weights of each checkpoint the run writes from then on."""
+    run_dir = Path(run_dir)
+    copy = models.get(**model.config)
+    copy.load_state_dict(model.state_dict())
+    shape = tuple(int(s) for s in data["image_shape"])
+    images, labels, note = _test_split(data["dataset"], data_dir, shape)
+    checkpoint = run_dir / CHECKPOINT_NAME
+    return Subject(
+        model=copy.eval(),
+        name=model.config["name"],
+        origin=f"training run {run_dir}",
+        input_shape=shape,
+        class_names=[str(n) for n in data["class_names"]],
+        mean=np.asarray(data["mean"], np.float32).reshape(-1, 1, 1),
+        std=np.asarray(data["std"], np.float32).reshape(-1, 1, 1),
+        test_images=images,
+        test_labels=labels,
+        dataset=data["dataset"],
+        notes=[note] if note else [],
+        checkpoint=checkpoint,
+        run_dir=run_dir,
+        checkpoint_stamp=os.stat(checkpoint).st_mtime_ns if checkpoint.is_file() else None,
     )
 
 
