@@ -198,7 +198,7 @@ def _winograd_rule(x_shape, weight_shape, groups, stride, dilation, out_hw, dtyp
     so float32 takes F(2, 3) from 128 channels in and out on outputs of at least 14 x 14
     (never F(4, 3): its rounding exceeds the float32 tolerance, see winograd.py), and float64
     takes F(4, 3) from 32 channels on outputs of at least 8 x 8. A 7 x 7 output wastes 31% of
-    the tiles' work on the padding and stays on im2col.
+    the tiles' work on their padding and keeps the grid/im2col rule.
     """
     if not winograd.applies(weight_shape, groups, stride, dilation):
         return None
