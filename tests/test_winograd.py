@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from threadpoolctl import threadpool_limits
 
 import cnnkit
 from cnnkit.functional import conv as conv_module
@@ -243,5 +244,15 @@ def test_automatic_rule(dtype, channels, size, expected, monkeypatch):
     monkeypatch.delenv("CNNKIT_CONV_PATH", raising=False)
     shape, weight_shape = (1, channels, size, size), (channels, channels, 3, 3)
     one, pad = (1, 1), ((1, 1), (1, 1))
-    path, _ = conv_module._select(shape, weight_shape, 1, one, pad, one, (size, size), dtype)
+    with threadpool_limits(1, "blas"):
+        path, _ = conv_module._select(shape, weight_shape, 1, one, pad, one, (size, size), dtype)
     assert path == expected
+
+
+def test_float32_winograd_only_on_one_blas_thread(monkeypatch):
+    monkeypatch.delenv("CNNKIT_CONV_PATH", raising=False)
+    monkeypatch.setattr(conv_module, "_blas_threads", lambda: 2)
+    one, pad = (1, 1), ((1, 1), (1, 1))
+    shape, weight_shape = (1, 128, 16, 16), (128, 128, 3, 3)
+    path, _ = conv_module._select(shape, weight_shape, 1, one, pad, one, (16, 16), np.float32)
+    assert path == "grid"

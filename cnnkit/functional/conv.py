@@ -26,11 +26,13 @@ _shifted_conv.plan). ``CNNKIT_KERNELS=reference`` runs the reference loops whate
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
+from threadpoolctl import ThreadpoolController
 
 from cnnkit.functional import _compiled, _shifted_conv, reference, winograd
 from cnnkit.functional._args import (
@@ -195,19 +197,37 @@ def _winograd_rule(x_shape, weight_shape, groups, stride, dilation, out_hw, dtyp
                   128x64x64x8   55.6 / 50.5 / 38.8    128x64x64x16    197.6 / 185.1 / 131.2
                   32x128x128x32 714  / 506  / 375     8x512x512x7     152   / 180   / 202
 
-    so float32 takes F(2, 3) from 128 channels in and out on outputs of at least 14 x 14
-    (never F(4, 3): its rounding exceeds the float32 tolerance, see winograd.py), and float64
-    takes F(4, 3) from 32 channels on outputs of at least 8 x 8. A 7 x 7 output wastes 31% of
-    the tiles' work on their padding and keeps the grid/im2col rule.
+    and on two BLAS threads (the tile transforms are single-threaded NumPy copies, the grid's
+    GEMMs are 2.25x larger and scale better):
+
+        float32   32x128x128x32 233 / 383 / 296     64x128x128x16 123 / 183 / 144
+                  8x256x256x14  46.6 / 52.4 / 56.8
+        float64   128x64x64x16  120 / 133 / 114     32x128x128x32 368 / 336 / 260
+
+    so float32 takes F(2, 3) from 128 channels in and out on outputs of at least 14 x 14 when
+    BLAS runs one thread (never F(4, 3): its rounding exceeds the float32 tolerance, see
+    winograd.py), and float64 takes F(4, 3) from 32 channels on outputs of at least 8 x 8. A
+    7 x 7 output wastes 31% of the tiles' work on their padding and keeps the grid/im2col rule.
     """
     if not winograd.applies(weight_shape, groups, stride, dilation):
         return None
     channels, size = min(x_shape[1], weight_shape[0]), min(out_hw)
-    if dtype == np.float32 and channels >= 128 and size >= 14:
+    if dtype == np.float32 and channels >= 128 and size >= 14 and _blas_threads() == 1:
         return "winograd2"
     if dtype == np.float64 and channels >= 32 and size >= 8:
         return "winograd4"
     return None
+
+
+@functools.cache
+def _blas() -> ThreadpoolController:
+    """The BLAS thread pools NumPy calls (found once: a scan of the loaded libraries)."""
+    return ThreadpoolController().select(user_api="blas")
+
+
+def _blas_threads() -> int:
+    """How many threads BLAS runs now (threadpool_limits included; under a microsecond)."""
+    return max((lib.get_num_threads() for lib in _blas().lib_controllers), default=1)
 
 
 def _tile_size(per_image_bytes: int, batch: int) -> int:
