@@ -1,7 +1,8 @@
 """Random convolution and pooling configurations against PyTorch (float64, forward and all grads).
 
 Hypothesis draws the batch, channels (groups dividing both), kH and kW independently, stride,
-padding (ints, 'valid', 'same', explicit asymmetric), dilation, H != W and bias; configurations
+padding (ints, 'valid', 'same', explicit asymmetric), dilation, H != W, bias and the
+CNNKIT_CONV_PATH the convolution runs under (applied where that path can take it); configurations
 whose dilated kernel does not fit the padded input are discarded with ``assume``.
 """
 
@@ -15,6 +16,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import cnnkit.functional as F
+from cnnkit.functional.conv import PATH_CHOICES, PATH_VARIABLE
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -69,6 +71,7 @@ def conv_configs(draw):
         padding=padding,
         bias=draw(st.booleans()),
         seed=draw(st.integers(0, 2**32 - 1)),
+        path=draw(st.sampled_from(PATH_CHOICES)),
     )
 
 
@@ -101,7 +104,9 @@ def test_random_conv2d_matches_torch(config):
     b = rng.standard_normal(config["cout"]) if config["bias"] else None
     kwargs = dict(stride=config["stride"], dilation=dilation, groups=config["groups"])
 
-    out, cache = F.conv2d(x, w, b, padding=config["padding"], **kwargs)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(PATH_VARIABLE, config["path"])
+        out, cache = F.conv2d(x, w, b, padding=config["padding"], **kwargs)
     dout = rng.standard_normal(out.shape)
     dx, dw, db = F.conv2d_backward(dout, cache)
 

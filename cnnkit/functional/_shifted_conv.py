@@ -127,7 +127,9 @@ def grid_for(input_shape, kernel, padding: Padding2d, dilation) -> Grid:
     return Grid(n, h, w, block, lead, offsets, size)
 
 
-def plan(x_shape, weight_shape, groups: int, stride, padding: Padding2d, dilation, out_hw):
+def plan(
+    x_shape, weight_shape, groups: int, stride, padding: Padding2d, dilation, out_hw, rules=True
+):
     """The Grid to run a convolution on, or None where the im2col path should run instead.
 
     This path takes dense stride-1 convolutions with k > 1 and C_out <= 2 C_in whose grid is
@@ -135,15 +137,17 @@ def plan(x_shape, weight_shape, groups: int, stride, padding: Padding2d, dilatio
     scatters C_in-channel ones, so a layer that widens more than 2x (a first layer on 1 or 3
     channels) keeps the im2col path: bench/bench.py's layers measured 1.2-2x faster here and
     0.6-0.8x at 4x widening or more (with row-0 copies: 0.9x for 3 -> 16 channels, 0.6x for
-    1 -> 32).
+    1 -> 32). ``rules=False`` (CNNKIT_CONV_PATH=grid) drops these two speed rules and keeps
+    only what the path needs: one group, stride 1, a kernel larger than 1x1.
     """
     c_out, c_in, kh, kw = weight_shape
-    if groups != 1 or stride != (1, 1) or (kh, kw) == (1, 1) or c_out > MAX_WIDENING * c_in:
+    if groups != 1 or stride != (1, 1) or (kh, kw) == (1, 1):
         return None
     grid = grid_for(x_shape, (kh, kw), padding, dilation)
-    if grid.block[0] * grid.block[1] > MAX_BORDER_WASTE * out_hw[0] * out_hw[1]:
-        return None
-    return grid
+    if not rules:
+        return grid
+    wasteful = grid.block[0] * grid.block[1] > MAX_BORDER_WASTE * out_hw[0] * out_hw[1]
+    return None if c_out > MAX_WIDENING * c_in or wasteful else grid
 
 
 def input_grid(x: np.ndarray, grid: Grid) -> np.ndarray:

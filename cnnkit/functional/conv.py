@@ -13,17 +13,28 @@ convolution (groups == C_in == C_out) takes kH*kW shifted multiply-adds instead,
 installed, the single-pass loops of cnnkit.functional._compiled. A 1x1 convolution is a plain
 GEMM per image on every stride-th input (the input itself at stride 1), with no im2col. A dense
 stride-1 convolution gathers its columns from a flat, channel-major copy of the padded input
-instead, where every receptive-field row is one long contiguous run (_shifted_conv).
+instead, where every receptive-field row is one long contiguous run (_shifted_conv), and a wide
+3x3 stride-1 one takes Winograd's F(2x2, 3x3) or F(4x4, 3x3) (cnnkit.functional.winograd).
+
+Which path runs is chosen per call by :func:`_select`: ``CNNKIT_CONV_PATH`` (auto, winograd2,
+winograd4, grid, im2col, pointwise; read at every call) forces its path on every layer that
+path can compute (winograd: 3x3, stride 1, dilation 1, one group; grid: one group, stride 1,
+kernel larger than 1x1; im2col: every layer; pointwise: 1x1, one group), and every other layer
+keeps the automatic rule, measured on this machine (see :func:`_winograd_rule` and
+_shifted_conv.plan). ``CNNKIT_KERNELS=reference`` runs the reference loops whatever the switch.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
+from threadpoolctl import ThreadpoolController
 
-from cnnkit.functional import _compiled, _shifted_conv, reference
+from cnnkit.functional import _compiled, _shifted_conv, reference, winograd
 from cnnkit.functional._args import (
     Padding2d,
     cache_blocks,
@@ -40,6 +51,9 @@ from cnnkit.functional._args import (
 from cnnkit.functional._scratch import scratch
 
 COLUMN_BUDGET_BYTES = 4 * 2**20
+PATH_VARIABLE = "CNNKIT_CONV_PATH"
+PATH_CHOICES = ("auto", "winograd2", "winograd4", "grid", "im2col", "pointwise")
+WINOGRAD_PATHS = {"winograd2": 2, "winograd4": 4}
 
 
 @dataclass
@@ -47,10 +61,12 @@ class Conv2dCache:
     """What the backward pass needs from the forward pass, and which kernel ran.
 
     ``path`` names the kernels and ``saved`` the one array they read back: "grid", the input
-    laid out on the flat grid ``grid`` of _shifted_conv; "pointwise" (1x1 kernel, one group),
+    laid out on the flat grid ``grid`` of _shifted_conv; "winograd2" and "winograd4" (F(2x2, 3x3)
+    and F(4x4, 3x3)), the padded input; "pointwise" (1x1 kernel, one group),
     the inputs the kernel reads, every stride-th of the padded input; "depthwise", the input
     itself (the compiled stride-1 depthwise loops skip the padding instead of building it);
-    "padded", the padded input (every other kernel).
+    "im2col" (forced by CNNKIT_CONV_PATH, depthwise layers included) and "padded" (every other
+    kernel), the padded input.
     """
 
     input_shape: tuple[int, int, int, int]
@@ -106,17 +122,112 @@ def _validate(x, weight, bias, groups) -> None:
         raise ValueError(f"conv2d expected bias of shape ({c_out},), got {bias.shape}")
 
 
-def _is_depthwise(x: np.ndarray, weight: np.ndarray, groups: int) -> bool:
-    return groups == x.shape[1] == weight.shape[0] and groups > 1
+def _is_depthwise(x_shape, weight_shape, groups: int) -> bool:
+    return groups == x_shape[1] == weight_shape[0] and groups > 1
 
 
-def _is_pointwise(weight: np.ndarray, groups: int) -> bool:
-    return weight.shape[2:] == (1, 1) and groups == 1
+def _is_pointwise(weight_shape, groups: int) -> bool:
+    return tuple(weight_shape[2:]) == (1, 1) and groups == 1
 
 
 def _sampled(xp: np.ndarray, stride) -> np.ndarray:
     """The inputs a 1x1 kernel reads, xp[:, :, ::s_h, ::s_w], contiguous (xp itself at stride 1)."""
     return np.ascontiguousarray(xp[:, :, :: stride[0], :: stride[1]])
+
+
+def path_setting() -> str:
+    """CNNKIT_CONV_PATH (default auto), read at every call; ValueError for an unknown value."""
+    value = os.environ.get(PATH_VARIABLE, "auto").strip().lower() or "auto"
+    if value not in PATH_CHOICES:
+        raise ValueError(
+            f"{PATH_VARIABLE}={os.environ[PATH_VARIABLE]!r} is not one of {', '.join(PATH_CHOICES)}"
+        )
+    return value
+
+
+def _forced(setting, x_shape, weight_shape, groups, stride, pad, dilation, out_hw):
+    """(path, grid) of a CNNKIT_CONV_PATH that can take this layer, else None."""
+    if setting in WINOGRAD_PATHS and winograd.applies(weight_shape, groups, stride, dilation):
+        return setting, None
+    if setting == "grid":
+        grid = _shifted_conv.plan(
+            x_shape, weight_shape, groups, stride, pad, dilation, out_hw, rules=False
+        )
+        return None if grid is None else ("grid", grid)
+    if setting == "im2col":
+        return "im2col", None
+    if setting == "pointwise" and _is_pointwise(weight_shape, groups):
+        return "pointwise", None
+    return None
+
+
+def _select(x_shape, weight_shape, groups, stride, pad, dilation, out_hw, dtype):
+    """(path, flat grid or None) for this layer: CNNKIT_CONV_PATH's path where it can take the
+    layer, otherwise the measured rule (see docs/performance.md)."""
+    setting = path_setting()
+    forced = _forced(setting, x_shape, weight_shape, groups, stride, pad, dilation, out_hw)
+    if forced is not None:
+        return forced
+    winograd_path = _winograd_rule(x_shape, weight_shape, groups, stride, dilation, out_hw, dtype)
+    if winograd_path is not None:
+        return winograd_path, None
+    grid = _shifted_conv.plan(x_shape, weight_shape, groups, stride, pad, dilation, out_hw)
+    if grid is not None:
+        return "grid", grid
+    if _is_pointwise(weight_shape, groups):
+        return "pointwise", None
+    depthwise = _is_depthwise(x_shape, weight_shape, groups)
+    if _compiled.ENABLED and depthwise and stride == dilation == (1, 1):
+        return "depthwise", None
+    return "padded", None
+
+
+def _winograd_rule(x_shape, weight_shape, groups, stride, dilation, out_hw, dtype) -> str | None:
+    """The Winograd path the measured rule picks for this layer, or None.
+
+    bench/conv_paths.py, one thread, AMD EPYC (AVX-512), ms of forward + all gradients, best
+    other path vs F(2, 3) vs F(4, 3), batch x C_in x C_out x size:
+
+        float32   128x16x16x32  35.7 / 80.8 / 58.0    64x128x128x16   176.8 / 142.5 / 105.6
+                  128x64x64x16  98.0 / 115  / 88.5    32x128x128x32   337   / 265   / 179
+                  128x64x64x8   27.4 / 32.9 / 27.1    8x256x256x14    64.9  / 43.2  / 46.4
+                  64x32x64x14   22.4 / 27.2 / 23.1    16x256x256x28   506   / 317   / 221
+                  8x512x512x7   65.9 / 77.9 / 79.2    1x512x512x7     11.6  / 26.5  / 59.0
+        float64   128x16x16x32  70.9 / 112  / 82.1    64x32x64x14     41.0  / 38.9  / 35.5
+                  128x64x64x8   55.6 / 50.5 / 38.8    128x64x64x16    197.6 / 185.1 / 131.2
+                  32x128x128x32 714  / 506  / 375     8x512x512x7     152   / 180   / 202
+
+    and on two BLAS threads (the tile transforms are single-threaded NumPy copies, the grid's
+    GEMMs are 2.25x larger and scale better):
+
+        float32   32x128x128x32 233 / 383 / 296     64x128x128x16 123 / 183 / 144
+                  8x256x256x14  46.6 / 52.4 / 56.8
+        float64   128x64x64x16  120 / 133 / 114     32x128x128x32 368 / 336 / 260
+
+    so float32 takes F(2, 3) from 128 channels in and out on outputs of at least 14 x 14 when
+    BLAS runs one thread (never F(4, 3): its rounding exceeds the float32 tolerance, see
+    winograd.py), and float64 takes F(4, 3) from 32 channels on outputs of at least 8 x 8. A
+    7 x 7 output wastes 31% of the tiles' work on their padding and keeps the grid/im2col rule.
+    """
+    if not winograd.applies(weight_shape, groups, stride, dilation):
+        return None
+    channels, size = min(x_shape[1], weight_shape[0]), min(out_hw)
+    if dtype == np.float32 and channels >= 128 and size >= 14 and _blas_threads() == 1:
+        return "winograd2"
+    if dtype == np.float64 and channels >= 32 and size >= 8:
+        return "winograd4"
+    return None
+
+
+@functools.cache
+def _blas() -> ThreadpoolController:
+    """The BLAS thread pools NumPy calls (found once: a scan of the loaded libraries)."""
+    return ThreadpoolController().select(user_api="blas")
+
+
+def _blas_threads() -> int:
+    """How many threads BLAS runs now (threadpool_limits included; under a microsecond)."""
+    return max((lib.get_num_threads() for lib in _blas().lib_controllers), default=1)
 
 
 def _tile_size(per_image_bytes: int, batch: int) -> int:
@@ -198,28 +309,11 @@ def conv2d(
         output_size(x.shape[2], pad[0], kernel[0], stride[0], dilation[0]),
         output_size(x.shape[3], pad[1], kernel[1], stride[1], dilation[1]),
     )
-    on_loops = reference.enabled()
-    grid = (
-        None
-        if on_loops
-        else _shifted_conv.plan(x.shape, weight.shape, groups, stride, pad, dilation, out_hw)
-    )
-    if on_loops:
-        path, saved = "reference", x
-        out = reference.conv2d(x, weight, None, stride, pad, dilation, groups)
-    elif grid is not None:
-        path, saved = "grid", _shifted_conv.input_grid(x, grid)
-        out = _shifted_conv.forward(saved, grid, weight, dilation, out_hw)
-    elif _is_pointwise(weight, groups):
-        path, saved = "pointwise", _sampled(pad_hw(x, pad), stride)
-        out = _pointwise_forward(saved, weight)
-    elif _compiled.ENABLED and _is_depthwise(x, weight, groups) and stride == dilation == (1, 1):
-        path, saved = "depthwise", x
-        out = np.empty((x.shape[0], x.shape[1], *out_hw), dtype=x.dtype)
-        _compiled.depthwise_forward(x, weight, pad[0][0], pad[1][0], out)
+    if reference.enabled():
+        path, grid = "reference", None
     else:
-        path, saved = "padded", pad_hw(x, pad)
-        out = _forward(saved, weight, groups, stride, dilation, out_hw)
+        path, grid = _select(x.shape, weight.shape, groups, stride, pad, dilation, out_hw, x.dtype)
+    saved, out = _run_forward(path, grid, x, weight, stride, pad, dilation, groups, out_hw)
     if bias is not None:
         out += bias[None, :, None, None]
     has_bias = bias is not None
@@ -227,9 +321,33 @@ def conv2d(
     return out, cache
 
 
+def _run_forward(path, grid, x, weight, stride, pad, dilation, groups, out_hw):
+    """(what backward reads, the output without bias) of the kernels named by ``path``."""
+    if path == "reference":
+        return x, reference.conv2d(x, weight, None, stride, pad, dilation, groups)
+    if path == "grid":
+        saved = _shifted_conv.input_grid(x, grid)
+        return saved, _shifted_conv.forward(saved, grid, weight, dilation, out_hw)
+    if path in WINOGRAD_PATHS:
+        transforms = winograd.TRANSFORMS[WINOGRAD_PATHS[path]]
+        saved = pad_hw(x, pad)
+        return saved, winograd.forward(saved, weight, transforms, out_hw)
+    if path == "pointwise":
+        saved = _sampled(pad_hw(x, pad), stride)
+        return saved, _pointwise_forward(saved, weight)
+    if path == "depthwise":
+        out = np.empty((x.shape[0], x.shape[1], *out_hw), dtype=x.dtype)
+        _compiled.depthwise_forward(x, weight, pad[0][0], pad[1][0], out)
+        return x, out
+    saved = pad_hw(x, pad)
+    if path == "im2col":
+        return saved, _grouped_forward(saved, weight, groups, stride, dilation, out_hw)
+    return saved, _forward(saved, weight, groups, stride, dilation, out_hw)
+
+
 def _forward(xp, weight, groups, stride, dilation, out_hw) -> np.ndarray:
     """The convolution of the padded input by the kernel that suits its shape."""
-    if _is_depthwise(xp, weight, groups):
+    if _is_depthwise(xp.shape, weight.shape, groups):
         return _depthwise_forward(xp, weight, stride, dilation, out_hw)
     return _grouped_forward(xp, weight, groups, stride, dilation, out_hw)
 
@@ -245,6 +363,10 @@ def _backward(dout, cache: Conv2dCache, input_gradient: bool) -> tuple:
         return _shifted_conv.backward(
             dout, cache.saved, cache.grid, weight, cache.dilation, input_gradient
         )
+    if cache.path in WINOGRAD_PATHS:
+        transforms = winograd.TRANSFORMS[WINOGRAD_PATHS[cache.path]]
+        dxp, dweight = winograd.backward(dout, cache.saved, weight, transforms, input_gradient)
+        return (None if dxp is None else unpad_hw(dxp, padding)), dweight
     if cache.path == "pointwise":
         dsampled, dweight = _pointwise_backward(dout, cache.saved, weight, input_gradient)
         (top, bottom), (left, right) = padding
@@ -261,7 +383,7 @@ def _backward(dout, cache: Conv2dCache, input_gradient: bool) -> tuple:
         _compiled.depthwise_backward(grads, x, weight, padding[0][0], padding[1][0], dx, dweight)
         return (dx if input_gradient else None), dweight
     xp, out_hw = cache.saved, dout.shape[2:]
-    if _is_depthwise(xp, weight, cache.groups):
+    if cache.path == "padded" and _is_depthwise(xp.shape, weight.shape, cache.groups):
         dxp, dweight = _depthwise_backward(dout, xp, weight, cache.stride, cache.dilation, out_hw)
     else:
         dxp, dweight = _grouped_backward(
