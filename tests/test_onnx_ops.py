@@ -441,7 +441,10 @@ def test_conv_configurations_by_hypothesis(config, with_bias):
     x = rng.standard_normal((2, c_in, *size)).astype(np.float32)
     w = rng.standard_normal((c_out, c_in // attrs["group"], *kernel)).astype(np.float32)
     bias = [("b", rng.standard_normal(c_out).astype(np.float32), "c")] if with_bias else []
-    check_node(node_model("Conv", [("x", x), ("w", w, "c"), *bias], **attrs), x)
+    # Sums of up to 8 x 9 products of N(0, 1) values: float32 rounding in another order is
+    # up to ~1e-5 absolute on outputs near zero (the bound is rtol 1e-4).
+    model = node_model("Conv", [("x", x), ("w", w, "c"), *bias], **attrs)
+    check_node(model, x, rtol=1e-4, atol=2e-5)
 
 
 @settings(max_examples=25, deadline=None)
