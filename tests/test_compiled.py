@@ -163,7 +163,9 @@ depthwise_case = st.fixed_dictionaries(
         "c": st.integers(2, 5),
         "h": st.integers(3, 10),
         "w": st.integers(3, 10),
-        "kernel": st.sampled_from([(1, 1), (3, 3), (2, 3), (3, 1)]),
+        "kernel": st.sampled_from([(1, 1), (3, 3), (2, 3), (3, 1), (5, 5), (1, 4)]),
+        "stride": st.sampled_from([1, 2, 3, (2, 1), (1, 2)]),
+        "dilation": st.sampled_from([1, 1, 2, (1, 2)]),
         "padding": st.sampled_from([0, 1, 2, "same", ((0, 2), (2, 1))]),
         "dtype": st.sampled_from([np.float32, np.float64]),
         "seed": st.integers(0, 2**16),
@@ -171,21 +173,48 @@ depthwise_case = st.fixed_dictionaries(
 )
 
 
-def depthwise_round_trip(x, weight, bias, dout_seed, padding):
-    out, cache = conv2d(x, weight, bias, stride=1, padding=padding, groups=x.shape[1])
+def depthwise_round_trip(x, weight, bias, dout_seed, **options):
+    out, cache = conv2d(x, weight, bias, groups=x.shape[1], **options)
     dout = np.random.default_rng(dout_seed).standard_normal(out.shape).astype(x.dtype)
     return (out, *conv2d_backward(dout, cache))
 
 
-@settings(max_examples=80, deadline=None)
-@given(depthwise_case)
+def depthwise_fits(case) -> bool:
+    """Whether conv2d takes the case: the dilated kernel fits in the padded input."""
+    padding = case["padding"]
+    pads = {0: (0, 0), 1: (2, 2), 2: (4, 4), "same": None, ((0, 2), (2, 1)): (2, 3)}[padding]
+    if pads is None:
+        return True
+    dilation = case["dilation"] if isinstance(case["dilation"], tuple) else (case["dilation"],) * 2
+    reach = [dilation[i] * (case["kernel"][i] - 1) + 1 for i in range(2)]
+    return reach[0] <= case["h"] + pads[0] and reach[1] <= case["w"] + pads[1]
+
+
+@settings(max_examples=150, deadline=None)
+@given(depthwise_case.filter(depthwise_fits))
+@example(  # MobileNet's stride-2 3x3 'same' depthwise layer on an odd plane
+    {
+        "n": 2,
+        "c": 3,
+        "h": 9,
+        "w": 7,
+        "kernel": (3, 3),
+        "stride": 2,
+        "dilation": 1,
+        "padding": "same",
+        "dtype": np.float32,
+        "seed": 0,
+    }
+)
 def test_compiled_depthwise_convolution_equals_numpy(case):
+    """Every stride and dilation: the compiled phase-plane loops against conv._depthwise_*."""
     rng = np.random.default_rng(case["seed"])
     c, dtype = case["c"], case["dtype"]
     x = rng.standard_normal((case["n"], c, case["h"], case["w"])).astype(dtype)
     weight = rng.standard_normal((c, 1, *case["kernel"])).astype(dtype)
     bias = rng.standard_normal(c).astype(dtype)
-    compiled, reference = both(depthwise_round_trip, x, weight, bias, case["seed"], case["padding"])
+    options = dict(stride=case["stride"], dilation=case["dilation"], padding=case["padding"])
+    compiled, reference = both(depthwise_round_trip, x, weight, bias, case["seed"], **options)
     out, dx, dweight, dbias = compiled
     # the forward sums the same products in the same order; backward reorders the weight sums
     np.testing.assert_array_equal(out, reference[0])
@@ -195,11 +224,24 @@ def test_compiled_depthwise_convolution_equals_numpy(case):
     np.testing.assert_array_equal(dbias, reference[3])
 
 
-def test_strided_depthwise_convolution_keeps_the_numpy_kernel(rng):
+@pytest.mark.parametrize("stride", [1, 2])
+def test_depthwise_convolution_takes_the_compiled_loops_at_every_stride(rng, stride):
     x = rng.standard_normal((2, 3, 9, 9))
     weight = rng.standard_normal((3, 1, 3, 3))
-    compiled, reference = both(conv2d, x, weight, stride=2, padding=1, groups=3)
+    with patch.object(_compiled, "depthwise_forward", wraps=_compiled.depthwise_forward) as spy:
+        out, cache = conv2d(x, weight, stride=stride, padding=1, groups=3)
+    spy.assert_called_once()
+    assert cache.path == "depthwise"
+    compiled, reference = both(conv2d, x, weight, stride=stride, padding=1, groups=3)
     np.testing.assert_array_equal(compiled[0], reference[0])
+
+
+def test_compiled_depthwise_convolution_of_a_non_contiguous_input(rng):
+    x = rng.standard_normal((2, 6, 9, 8)).astype(np.float32)[:, ::2]
+    weight = rng.standard_normal((3, 1, 3, 3)).astype(np.float32)
+    compiled, reference = both(depthwise_round_trip, x, weight, None, 0, stride=2, padding=1)
+    np.testing.assert_array_equal(compiled[0], reference[0])
+    np.testing.assert_allclose(compiled[1], reference[1], rtol=1e-5, atol=1e-5)
 
 
 def test_environment_variable_selects_the_numpy_kernels():

@@ -49,7 +49,7 @@ class Conv2dCache:
     ``path`` names the kernels and ``saved`` the one array they read back: "grid", the input
     laid out on the flat grid ``grid`` of _shifted_conv; "pointwise" (1x1 kernel, one group),
     the inputs the kernel reads, every stride-th of the padded input; "depthwise", the input
-    itself (the compiled stride-1 depthwise loops skip the padding instead of building it);
+    itself (the compiled depthwise loops copy it into phase planes, padding included, as they go);
     "padded", the padded input (every other kernel).
     """
 
@@ -213,10 +213,10 @@ def conv2d(
     elif _is_pointwise(weight, groups):
         path, saved = "pointwise", _sampled(pad_hw(x, pad), stride)
         out = _pointwise_forward(saved, weight)
-    elif _compiled.ENABLED and _is_depthwise(x, weight, groups) and stride == dilation == (1, 1):
-        path, saved = "depthwise", x
+    elif _compiled.ENABLED and _is_depthwise(x, weight, groups):
+        path, saved = "depthwise", np.ascontiguousarray(x)
         out = np.empty((x.shape[0], x.shape[1], *out_hw), dtype=x.dtype)
-        _compiled.depthwise_forward(x, weight, pad[0][0], pad[1][0], out)
+        _compiled.depthwise_forward(saved, weight, *stride, *dilation, pad[0][0], pad[1][0], out)
     else:
         path, saved = "padded", pad_hw(x, pad)
         out = _forward(saved, weight, groups, stride, dilation, out_hw)
@@ -258,7 +258,8 @@ def _backward(dout, cache: Conv2dCache, input_gradient: bool) -> tuple:
         x = cache.saved
         dx, dweight = np.empty_like(x), np.zeros_like(weight)
         grads = np.ascontiguousarray(dout)
-        _compiled.depthwise_backward(grads, x, weight, padding[0][0], padding[1][0], dx, dweight)
+        geometry = (*cache.stride, *cache.dilation, padding[0][0], padding[1][0])
+        _compiled.depthwise_backward(grads, x, weight, *geometry, dx, dweight)
         return (dx if input_gradient else None), dweight
     xp, out_hw = cache.saved, dout.shape[2:]
     if _is_depthwise(xp, weight, cache.groups):
