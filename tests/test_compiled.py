@@ -423,3 +423,72 @@ def test_relu_of_a_non_contiguous_input_takes_the_numpy_kernel(rng):
     out, positive = relu(x)
     np.testing.assert_array_equal(out, np.maximum(x, 0))
     np.testing.assert_array_equal(positive, x > 0)
+
+
+fused_case = st.fixed_dictionaries(
+    {
+        "shape": st.tuples(
+            st.integers(2, 4), st.integers(1, 5), st.integers(1, 7), st.integers(1, 9)
+        ),
+        "affine": st.booleans(),
+        "mean": st.sampled_from([0.0, 0.5, -1.0]),
+        "dtype": st.sampled_from([np.float32, np.float64]),
+        "seed": st.integers(0, 2**16),
+    }
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(fused_case)
+def test_fused_batch_norm_relu_equals_the_two_layers_bit_for_bit(case):
+    from cnnkit import nn
+
+    rng = np.random.default_rng(case["seed"])
+    x = (rng.standard_normal(case["shape"]) + case["mean"]).astype(case["dtype"])
+    dout = rng.standard_normal(case["shape"]).astype(case["dtype"])
+
+    def run(fused):
+        bn = nn.BatchNorm2d(case["shape"][1], affine=case["affine"], dtype=case["dtype"])
+        if case["affine"]:
+            bn.weight.data[:] = rng.standard_normal(case["shape"][1])
+            bn.bias.data[:] = rng.standard_normal(case["shape"][1])
+        relu = nn.ReLU()
+        out = bn(x, relu=relu) if fused else relu(bn(x))
+        dx = bn.backward(relu.backward(dout))
+        grads = [p.grad for p in bn.parameters()]
+        return [out, dx, *grads, *bn.state_dict().values()]
+
+    state = rng.bit_generator.state
+    fused = run(True)
+    rng.bit_generator.state = state
+    for ours, theirs in zip(fused, run(False), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_sequential_fuses_batch_norm_and_relu_in_training_only(rng):
+    from cnnkit import nn
+
+    model = nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1, dtype=np.float64),
+        nn.BatchNorm2d(3, dtype=np.float64),
+        nn.ReLU(),
+    )
+    x = rng.standard_normal((4, 2, 5, 5))
+    with patch.object(
+        _compiled, "batch_norm_relu_forward", wraps=_compiled.batch_norm_relu_forward
+    ) as spy:
+        model(x)
+        model.backward(np.ones((4, 3, 5, 5)))
+        assert spy.call_count == 1
+        model.eval()
+        model(x)
+        assert spy.call_count == 1
+    assert list(model.state_dict()) == [
+        "0.weight",
+        "0.bias",
+        "1.weight",
+        "1.bias",
+        "1.running_mean",
+        "1.running_var",
+        "1.num_batches_tracked",
+    ]

@@ -551,6 +551,56 @@ def _batch_norm_input_gradient(dout, x, mean, inv_std, mean_dy, mean_dy_xhat, sc
                 result[j] = (grad[j] - mean_dy[c] - normalized * mean_dy_xhat[c]) * scale[c]
 
 
+def _batch_norm_relu_forward(x, mean, inv_std, gamma, beta, out):
+    """out = relu((x - mean) * inv_std * gamma + beta): _batch_norm_forward's expression, then
+    _relu's rule (a NaN stays), in one pass; bit for bit the two unfused kernels."""
+    n_images, channels, size = x.shape
+    for n in range(n_images):
+        for c in range(channels):
+            row, result = x[n, c], out[n, c]
+            for j in range(size):
+                value = (row[j] - mean[c]) * inv_std[c] * gamma[c] + beta[c]
+                result[j] = value if (value > 0) | (value != value) else 0
+
+
+def _relu_gated(grad, row, mean, inv_std, gamma, beta, gated):
+    """gated = grad * [bn(row) > 0] (_relu_backward of the mask the fused forward pass saw: the
+    same expression, compiled without fast-math flags, so the mask is recomputed exactly)."""
+    for j in range(row.size):
+        value = (row[j] - mean) * inv_std * gamma + beta
+        gated[j] = grad[j] * np.uint8(value > 0)
+
+
+def _batch_norm_relu_sums(dout, x, mean, inv_std, gamma, beta, sum_dy, sum_dy_xhat):
+    """_batch_norm_sums of dy = dout * [bn(x) > 0], the ReLU's mask recomputed from x."""
+    n_images, channels, size = dout.shape
+    gated = np.empty(size, dtype=dout.dtype)
+    for c in range(channels):
+        first, second = 0.0, 0.0
+        for n in range(n_images):
+            row = x[n, c]
+            _relu_gated(dout[n, c], row, mean[c], inv_std[c], gamma[c], beta[c], gated)
+            for j in range(size):
+                first += gated[j]
+                second += gated[j] * ((row[j] - mean[c]) * inv_std[c])
+        sum_dy[c], sum_dy_xhat[c] = first, second
+
+
+def _batch_norm_relu_input_gradient(
+    dout, x, mean, inv_std, gamma, beta, mean_dy, mean_dy_xhat, scale, dx
+):
+    """_batch_norm_input_gradient of dy = dout * [bn(x) > 0], in one pass."""
+    n_images, channels, size = dout.shape
+    for n in range(n_images):
+        for c in range(channels):
+            grad, row, result = dout[n, c], x[n, c], dx[n, c]
+            for j in range(size):
+                value = (row[j] - mean[c]) * inv_std[c] * gamma[c] + beta[c]
+                gated = grad[j] * np.uint8(value > 0)
+                normalized = (row[j] - mean[c]) * inv_std[c]
+                result[j] = (gated - mean_dy[c] - normalized * mean_dy_xhat[c]) * scale[c]
+
+
 def _relu(x, out, positive):
     """out = max(x, 0) as np.maximum computes it (a NaN stays) and positive = x > 0, one pass."""
     values, result, mask = x.ravel(), out.ravel(), positive.ravel()
@@ -590,4 +640,8 @@ batch_norm_sums = _compile(_batch_norm_sums, fastmath={"reassoc"})
 batch_norm_input_gradient = _compile(_batch_norm_input_gradient)
 col2im = _compile(_col2im)
 relu = _compile(_relu)
+batch_norm_relu_forward = _compile(_batch_norm_relu_forward)
+_relu_gated = _compile(_relu_gated)
+batch_norm_relu_sums = _compile(_batch_norm_relu_sums, fastmath={"reassoc"})
+batch_norm_relu_input_gradient = _compile(_batch_norm_relu_input_gradient)
 relu_backward = _compile(_relu_backward)

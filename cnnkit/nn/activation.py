@@ -12,6 +12,10 @@ import numpy as np
 from cnnkit.functional import activation as F
 from cnnkit.nn.module import CachedModule
 
+FUSED = "applied by the batch norm before"
+"""The cache of a ReLU that a batch norm layer computed in its own pass (BatchNorm2d.forward with
+``relu``): backward hands dL/dy on and the batch norm's backward applies the mask."""
+
 
 class ReLU(CachedModule):
     """y = max(x, 0) (Nair & Hinton, 2010)."""
@@ -21,8 +25,15 @@ class ReLU(CachedModule):
         out, self._cache = F.relu(x)
         return out
 
+    def fused_into_previous(self) -> None:
+        """Record a call whose output the preceding batch norm layer computed (see FUSED)."""
+        self._cache = FUSED
+
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        return F.relu_backward(dout, self._take_cache())
+        cache = self._take_cache()
+        if isinstance(cache, str) and cache == FUSED:
+            return dout
+        return F.relu_backward(dout, cache)
 
 
 class LeakyReLU(CachedModule):
