@@ -164,7 +164,9 @@ depthwise_case = st.fixed_dictionaries(
         "c": st.integers(2, 5),
         "h": st.integers(3, 10),
         "w": st.integers(3, 10),
-        "kernel": st.sampled_from([(1, 1), (3, 3), (2, 3), (3, 1)]),
+        "kernel": st.sampled_from([(1, 1), (3, 3), (2, 3), (3, 1), (5, 5), (1, 4)]),
+        "stride": st.sampled_from([1, 2, 3, (2, 1), (1, 2)]),
+        "dilation": st.sampled_from([1, 1, 2, (1, 2)]),
         "padding": st.sampled_from([0, 1, 2, "same", ((0, 2), (2, 1))]),
         "dtype": st.sampled_from([np.float32, np.float64]),
         "seed": st.integers(0, 2**16),
@@ -172,21 +174,48 @@ depthwise_case = st.fixed_dictionaries(
 )
 
 
-def depthwise_round_trip(x, weight, bias, dout_seed, padding):
-    out, cache = conv2d(x, weight, bias, stride=1, padding=padding, groups=x.shape[1])
+def depthwise_round_trip(x, weight, bias, dout_seed, **options):
+    out, cache = conv2d(x, weight, bias, groups=x.shape[1], **options)
     dout = np.random.default_rng(dout_seed).standard_normal(out.shape).astype(x.dtype)
     return (out, *conv2d_backward(dout, cache))
 
 
-@settings(max_examples=80, deadline=None)
-@given(depthwise_case)
+def depthwise_fits(case) -> bool:
+    """Whether conv2d takes the case: the dilated kernel fits in the padded input."""
+    padding = case["padding"]
+    pads = {0: (0, 0), 1: (2, 2), 2: (4, 4), "same": None, ((0, 2), (2, 1)): (2, 3)}[padding]
+    if pads is None:
+        return True
+    dilation = case["dilation"] if isinstance(case["dilation"], tuple) else (case["dilation"],) * 2
+    reach = [dilation[i] * (case["kernel"][i] - 1) + 1 for i in range(2)]
+    return reach[0] <= case["h"] + pads[0] and reach[1] <= case["w"] + pads[1]
+
+
+@settings(max_examples=150, deadline=None)
+@given(depthwise_case.filter(depthwise_fits))
+@example(  # MobileNet's stride-2 3x3 'same' depthwise layer on an odd plane
+    {
+        "n": 2,
+        "c": 3,
+        "h": 9,
+        "w": 7,
+        "kernel": (3, 3),
+        "stride": 2,
+        "dilation": 1,
+        "padding": "same",
+        "dtype": np.float32,
+        "seed": 0,
+    }
+)
 def test_compiled_depthwise_convolution_equals_numpy(case):
+    """Every stride and dilation: the compiled phase-plane loops against conv._depthwise_*."""
     rng = np.random.default_rng(case["seed"])
     c, dtype = case["c"], case["dtype"]
     x = rng.standard_normal((case["n"], c, case["h"], case["w"])).astype(dtype)
     weight = rng.standard_normal((c, 1, *case["kernel"])).astype(dtype)
     bias = rng.standard_normal(c).astype(dtype)
-    compiled, reference = both(depthwise_round_trip, x, weight, bias, case["seed"], case["padding"])
+    options = dict(stride=case["stride"], dilation=case["dilation"], padding=case["padding"])
+    compiled, reference = both(depthwise_round_trip, x, weight, bias, case["seed"], **options)
     out, dx, dweight, dbias = compiled
     # the forward sums the same products in the same order; backward reorders the weight sums
     np.testing.assert_array_equal(out, reference[0])
@@ -196,11 +225,24 @@ def test_compiled_depthwise_convolution_equals_numpy(case):
     np.testing.assert_array_equal(dbias, reference[3])
 
 
-def test_strided_depthwise_convolution_keeps_the_numpy_kernel(rng):
+@pytest.mark.parametrize("stride", [1, 2])
+def test_depthwise_convolution_takes_the_compiled_loops_at_every_stride(rng, stride):
     x = rng.standard_normal((2, 3, 9, 9))
     weight = rng.standard_normal((3, 1, 3, 3))
-    compiled, reference = both(conv2d, x, weight, stride=2, padding=1, groups=3)
+    with patch.object(_compiled, "depthwise_forward", wraps=_compiled.depthwise_forward) as spy:
+        out, cache = conv2d(x, weight, stride=stride, padding=1, groups=3)
+    spy.assert_called_once()
+    assert cache.path == "depthwise"
+    compiled, reference = both(conv2d, x, weight, stride=stride, padding=1, groups=3)
     np.testing.assert_array_equal(compiled[0], reference[0])
+
+
+def test_compiled_depthwise_convolution_of_a_non_contiguous_input(rng):
+    x = rng.standard_normal((2, 6, 9, 8)).astype(np.float32)[:, ::2]
+    weight = rng.standard_normal((3, 1, 3, 3)).astype(np.float32)
+    compiled, reference = both(depthwise_round_trip, x, weight, None, 0, stride=2, padding=1)
+    np.testing.assert_array_equal(compiled[0], reference[0])
+    np.testing.assert_allclose(compiled[1], reference[1], rtol=1e-5, atol=1e-5)
 
 
 def test_environment_variable_selects_the_numpy_kernels():
@@ -387,3 +429,72 @@ def test_relu_of_a_non_contiguous_input_takes_the_numpy_kernel(rng):
     out, positive = relu(x)
     np.testing.assert_array_equal(out, np.maximum(x, 0))
     np.testing.assert_array_equal(positive, x > 0)
+
+
+fused_case = st.fixed_dictionaries(
+    {
+        "shape": st.tuples(
+            st.integers(2, 4), st.integers(1, 5), st.integers(1, 7), st.integers(1, 9)
+        ),
+        "affine": st.booleans(),
+        "mean": st.sampled_from([0.0, 0.5, -1.0]),
+        "dtype": st.sampled_from([np.float32, np.float64]),
+        "seed": st.integers(0, 2**16),
+    }
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(fused_case)
+def test_fused_batch_norm_relu_equals_the_two_layers_bit_for_bit(case):
+    from cnnkit import nn
+
+    rng = np.random.default_rng(case["seed"])
+    x = (rng.standard_normal(case["shape"]) + case["mean"]).astype(case["dtype"])
+    dout = rng.standard_normal(case["shape"]).astype(case["dtype"])
+
+    def run(fused):
+        bn = nn.BatchNorm2d(case["shape"][1], affine=case["affine"], dtype=case["dtype"])
+        if case["affine"]:
+            bn.weight.data[:] = rng.standard_normal(case["shape"][1])
+            bn.bias.data[:] = rng.standard_normal(case["shape"][1])
+        relu = nn.ReLU()
+        out = bn(x, relu=relu) if fused else relu(bn(x))
+        dx = bn.backward(relu.backward(dout))
+        grads = [p.grad for p in bn.parameters()]
+        return [out, dx, *grads, *bn.state_dict().values()]
+
+    state = rng.bit_generator.state
+    fused = run(True)
+    rng.bit_generator.state = state
+    for ours, theirs in zip(fused, run(False), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_sequential_fuses_batch_norm_and_relu_in_training_only(rng):
+    from cnnkit import nn
+
+    model = nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1, dtype=np.float64),
+        nn.BatchNorm2d(3, dtype=np.float64),
+        nn.ReLU(),
+    )
+    x = rng.standard_normal((4, 2, 5, 5))
+    with patch.object(
+        _compiled, "batch_norm_relu_forward", wraps=_compiled.batch_norm_relu_forward
+    ) as spy:
+        model(x)
+        model.backward(np.ones((4, 3, 5, 5)))
+        assert spy.call_count == 1
+        model.eval()
+        model(x)
+        assert spy.call_count == 1
+    assert list(model.state_dict()) == [
+        "0.weight",
+        "0.bias",
+        "1.weight",
+        "1.bias",
+        "1.running_mean",
+        "1.running_var",
+        "1.num_batches_tracked",
+    ]

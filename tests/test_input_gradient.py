@@ -16,7 +16,7 @@ PATHS = [
     ((2, 3, 8, 8), (8, 3, 3, 3), dict(padding=1, stride=2), "padded"),
     ((2, 4, 5, 6), (3, 4, 1, 1), dict(stride=2, padding=1), "pointwise"),
     ((2, 4, 6, 6), (4, 1, 3, 3), dict(padding=1, groups=4), "depthwise"),
-    ((2, 4, 6, 6), (4, 1, 3, 3), dict(padding=1, groups=4, stride=2), "padded"),
+    ((2, 4, 6, 6), (4, 1, 3, 3), dict(padding=1, groups=4, stride=2), "depthwise"),
 ]
 
 

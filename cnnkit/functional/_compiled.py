@@ -255,86 +255,205 @@ def _copy_phases(plane, top, left, stride_h, stride_w, pitch, phases, into_phase
                     plane[r, first::stride_w][:count] = phases[a, b, start : start + count]
 
 
-def _plane_grid(height, width, top, left, out_h, out_w, kernel_h, kernel_w):
-    """(rows, width) of the zero-padded plane that every tap of every output reads inside."""
-    return max(height + top, out_h + kernel_h - 1), max(width + left, out_w + kernel_w - 1)
+def _depthwise_grid(out_h, out_w, kernel_h, kernel_w, stride_h, stride_w, dil_h, dil_w):
+    """(rows, pitch, size, margin) of the phase planes of a depthwise convolution.
+
+    Tap (u, v) of output (i, j) reads the padded input at (i*s_h + u*d_h, j*s_w + v*d_w), which
+    is phase plane ((u*d_h) % s_h, (v*d_w) % s_w) at row i + (u*d_h) // s_h, column
+    j + (v*d_w) // s_w. Each phase plane has ``rows`` rows of ``pitch`` columns, flattened, with
+    a spare row so that every tap's shifted run of out_h * pitch values stays inside it;
+    ``margin`` is the largest shift, (u*d_h // s_h) * pitch + v*d_w // s_w.
+    """
+    reach_h, reach_w = ((kernel_h - 1) * dil_h) // stride_h, ((kernel_w - 1) * dil_w) // stride_w
+    pitch = out_w + reach_w
+    rows = out_h + reach_h + 1
+    return rows, pitch, rows * pitch, reach_h * pitch + reach_w
 
 
-def _load_plane(image, top, left, grid_w, plane):
-    """Copy one (H, W) plane into the flat zero-padded buffer, row r at (r + top)*G_w + left."""
-    for r in range(image.shape[0]):
-        start = (r + top) * grid_w + left
-        plane[start : start + image.shape[1]] = image[r]
+def _tap_offset(u, v, stride_h, stride_w, dil_h, dil_w, pitch, size):
+    """Where tap (u, v)'s run starts in the flat phase planes (phase-major, ``size`` each)."""
+    row, column = u * dil_h, v * dil_w
+    phase = (row % stride_h) * stride_w + column % stride_w
+    return phase * size + (row // stride_h) * pitch + column // stride_w
 
 
-def _depthwise_forward(x, weight, top, left, out):
-    """out[n,c,i,j] = sum_{u,v} xpad[n, c, i + u, j + v] * weight[c, 0, u, v] (stride 1).
+def _move_phases(plane, top, left, stride_h, stride_w, rows, pitch, size, phases, into_phases):
+    """Copy an (H, W) plane into the flat phase planes (into_phases; padding positions are left
+    as they are, zero) or back out of them, zeros where no phase position holds the input
+    (rows and columns that no window reads).
 
-    Each plane is copied into a zero-padded buffer of G_w columns, flattened, where tap (u, v)
-    is the constant shift u*G_w + v: one long vectorised multiply-add per tap over the whole
-    plane (outputs computed on all G_w columns, the last ones dropped). Taps are added in the
-    NumPy kernel's order (u, then v), so every output is the same sum of the same products as
-    conv._depthwise_forward.
+    Input (r, c) is padded (r + top, c + left): phase ((r + top) % s_h, (c + left) % s_w), at
+    row (r + top) // s_h and column (c + left) // s_w of that phase plane.
+    """
+    height, width = plane.shape
+    for r in range(height):
+        padded_row = r + top
+        phase_row = padded_row // stride_h
+        line = plane[r]
+        if phase_row >= rows - 1:  # the spare row: no window reads it
+            if not into_phases:
+                for c in range(width):
+                    line[c] = 0
+            continue
+        base_row = (padded_row % stride_h) * stride_w * size + phase_row * pitch
+        for b in range(stride_w):
+            first = (b - left) % stride_w
+            if first >= width:
+                continue
+            column0 = (first + left) // stride_w
+            count = (width - first - 1) // stride_w + 1
+            kept = min(count, pitch - column0)
+            start = base_row + b * size + column0
+            run = phases[start : start + kept]
+            if stride_w == 1:  # contiguous rows: copies that LLVM vectorises
+                _copy_run(line[first : first + count], run, kept, into_phases)
+            else:
+                _copy_run(line[first::stride_w], run, kept, into_phases)
+
+
+def _copy_run(inputs, run, kept, into_phases):
+    """run[:kept] = inputs[:kept] (into_phases), or back, and zeros in the rest of inputs."""
+    if into_phases:
+        for k in range(kept):
+            run[k] = inputs[k]
+    else:
+        for k in range(kept):
+            inputs[k] = run[k]
+        for k in range(max(kept, 0), inputs.size):
+            inputs[k] = 0
+
+
+def _depthwise_forward(x, weight, stride_h, stride_w, dil_h, dil_w, top, left, out):
+    """out[n,c,i,j] = sum_{u,v} xpad[n, c, i*s_h + u*d_h, j*s_w + v*d_w] * weight[c, 0, u, v].
+
+    Each plane is copied once into its stride_h x stride_w phase planes (_depthwise_grid), where
+    every tap is a constant shift of one flat array: the convolution is then a few long
+    multiply-adds over all out_h * pitch positions (the columns past out_w are dropped), three
+    taps of a kernel row per loop, without branches, which LLVM vectorises. Taps are added in
+    the NumPy kernel's order (u, then v) to a zero start, so every output is the same sum of the
+    same products as conv._depthwise_forward, bit for bit.
     """
     n_images, channels, height, width = x.shape
     kernel_h, kernel_w = weight.shape[2], weight.shape[3]
     out_h, out_w = out.shape[2], out.shape[3]
-    grid_h, grid_w = _plane_grid(height, width, top, left, out_h, out_w, kernel_h, kernel_w)
-    length = out_h * grid_w
-    plane = np.zeros(grid_h * grid_w + kernel_w, dtype=x.dtype)
+    rows, pitch, size, _ = _depthwise_grid(
+        out_h, out_w, kernel_h, kernel_w, stride_h, stride_w, dil_h, dil_w
+    )
+    length = out_h * pitch
+    phases = np.zeros(stride_h * stride_w * size, dtype=x.dtype)
     total = np.empty(length, dtype=x.dtype)
     for index in range(n_images * channels):
         n, c = index // channels, index % channels
-        _load_plane(x[n, c], top, left, grid_w, plane)
-        total[:] = 0
+        _move_phases(x[n, c], top, left, stride_h, stride_w, rows, pitch, size, phases, True)
+        taps = weight[c, 0]
+        for q in range(length):
+            total[q] = 0
         for u in range(kernel_h):
-            for v in range(kernel_w):
-                tap = weight[c, 0, u, v]
-                shifted = plane[u * grid_w + v :]
+            v = 0
+            while v + 3 <= kernel_w:
+                a = _tap_offset(u, v, stride_h, stride_w, dil_h, dil_w, pitch, size)
+                b = _tap_offset(u, v + 1, stride_h, stride_w, dil_h, dil_w, pitch, size)
+                d = _tap_offset(u, v + 2, stride_h, stride_w, dil_h, dil_w, pitch, size)
+                wa, wb, wd = taps[u, v], taps[u, v + 1], taps[u, v + 2]
+                ra, rb, rd = phases[a : a + length], phases[b : b + length], phases[d : d + length]
                 for q in range(length):
-                    total[q] += shifted[q] * tap
+                    total[q] = total[q] + ra[q] * wa + rb[q] * wb + rd[q] * wd
+                v += 3
+            while v < kernel_w:
+                a = _tap_offset(u, v, stride_h, stride_w, dil_h, dil_w, pitch, size)
+                wa, ra = taps[u, v], phases[a : a + length]
+                for q in range(length):
+                    total[q] = total[q] + ra[q] * wa
+                v += 1
+        target = out[n, c]
         for i in range(out_h):
-            out[n, c, i] = total[i * grid_w : i * grid_w + out_w]
+            line, source = target[i], total[i * pitch : i * pitch + out_w]
+            for j in range(out_w):
+                line[j] = source[j]
 
 
-def _depthwise_backward(dout, x, weight, top, left, dx, dweight):
+def _depthwise_backward(dout, x, weight, stride_h, stride_w, dil_h, dil_w, top, left, dx, dweight):
     """dx = the adjoint of _depthwise_forward applied to dout; dweight[c,0,u,v] = sum dout * xpad.
 
-    On the same flat padded planes: dxpad[q] = sum_{u,v} dy[q - u*G_w - v] * weight[c,0,u,v]
-    (dy zero off the valid outputs and in a leading margin) and dweight[c,0,u,v] is the dot
-    product of dy with the plane shifted by u*G_w + v. dweight is zero on entry.
+    On the same flat phase planes, with dy laid out on their pitch after a zero margin (the
+    largest tap shift): dweight[c,0,u,v] is the dot product of dy with tap (u, v)'s run, and
+    each phase plane of dxpad gathers dy[p - shift] * weight[c,0,u,v] over the taps that read it,
+    three taps per loop. dweight is zero on entry. Compiled with reassociation, so the dot
+    products vectorise: sums in another order than NumPy's (float32 parity).
     """
     n_images, channels, height, width = x.shape
     kernel_h, kernel_w = weight.shape[2], weight.shape[3]
     out_h, out_w = dout.shape[2], dout.shape[3]
-    grid_h, grid_w = _plane_grid(height, width, top, left, out_h, out_w, kernel_h, kernel_w)
-    size, length = grid_h * grid_w, out_h * grid_w
-    margin = (kernel_h - 1) * grid_w + kernel_w - 1
-    plane = np.zeros(size + kernel_w, dtype=x.dtype)
+    rows, pitch, size, margin = _depthwise_grid(
+        out_h, out_w, kernel_h, kernel_w, stride_h, stride_w, dil_h, dil_w
+    )
+    length = out_h * pitch
+    phases = np.zeros(stride_h * stride_w * size, dtype=x.dtype)
+    dphases = np.zeros(stride_h * stride_w * size, dtype=x.dtype)
     grads = np.zeros(margin + size, dtype=x.dtype)
-    dplane = np.empty(size, dtype=x.dtype)
     for index in range(n_images * channels):
         n, c = index // channels, index % channels
-        _load_plane(x[n, c], top, left, grid_w, plane)
+        _move_phases(x[n, c], top, left, stride_h, stride_w, rows, pitch, size, phases, True)
+        upstream = dout[n, c]
         for i in range(out_h):
-            start = margin + i * grid_w
-            grads[start : start + out_w] = dout[n, c, i]
-        upstream = grads[margin : margin + length]
-        dplane[:] = 0
+            start = margin + i * pitch
+            line, row = upstream[i], grads[start : start + out_w]
+            for j in range(out_w):
+                row[j] = line[j]
+        taps, upstream_run = weight[c, 0], grads[margin : margin + length]
+        for q in range(dphases.size):
+            dphases[q] = 0
         for u in range(kernel_h):
-            for v in range(kernel_w):
-                tap = weight[c, 0, u, v]
-                offset = u * grid_w + v
-                shifted, back = plane[offset:], grads[margin - offset :]
-                product = dweight.dtype.type(0)
+            v = 0
+            while v + 3 <= kernel_w:
+                a = _tap_offset(u, v, stride_h, stride_w, dil_h, dil_w, pitch, size)
+                b = _tap_offset(u, v + 1, stride_h, stride_w, dil_h, dil_w, pitch, size)
+                d = _tap_offset(u, v + 2, stride_h, stride_w, dil_h, dil_w, pitch, size)
+                sa, sb, sd = x.dtype.type(0), x.dtype.type(0), x.dtype.type(0)
+                ra, rb, rd = phases[a : a + length], phases[b : b + length], phases[d : d + length]
                 for q in range(length):
-                    product += upstream[q] * shifted[q]
-                dweight[c, 0, u, v] += product
-                for q in range(size):
-                    dplane[q] += back[q] * tap
-        for r in range(height):
-            start = (r + top) * grid_w + left
-            dx[n, c, r] = dplane[start : start + width]
+                    g = upstream_run[q]
+                    sa += g * ra[q]
+                    sb += g * rb[q]
+                    sd += g * rd[q]
+                dweight[c, 0, u, v] += sa
+                dweight[c, 0, u, v + 1] += sb
+                dweight[c, 0, u, v + 2] += sd
+                v += 3
+            while v < kernel_w:
+                a = _tap_offset(u, v, stride_h, stride_w, dil_h, dil_w, pitch, size)
+                sa, ra = x.dtype.type(0), phases[a : a + length]
+                for q in range(length):
+                    sa += upstream_run[q] * ra[q]
+                dweight[c, 0, u, v] += sa
+                v += 1
+        # dxpad at phase position p of the plane holding tap (u, v): dy[p - shift(u, v)]
+        for u in range(kernel_h):
+            v = 0
+            while v + 3 <= kernel_w:
+                a = _tap_offset(u, v, stride_h, stride_w, dil_h, dil_w, pitch, size)
+                b = _tap_offset(u, v + 1, stride_h, stride_w, dil_h, dil_w, pitch, size)
+                d = _tap_offset(u, v + 2, stride_h, stride_w, dil_h, dil_w, pitch, size)
+                if a // size == b // size == d // size:  # stride 1 along the width: one plane
+                    base = (a // size) * size
+                    ga, gb, gd = margin - (a - base), margin - (b - base), margin - (d - base)
+                    wa, wb, wd = taps[u, v], taps[u, v + 1], taps[u, v + 2]
+                    target = dphases[base : base + size]
+                    ra, rb, rd = grads[ga : ga + size], grads[gb : gb + size], grads[gd : gd + size]
+                    for p in range(size):
+                        target[p] += ra[p] * wa + rb[p] * wb + rd[p] * wd
+                    v += 3
+                    continue
+                break
+            while v < kernel_w:
+                a = _tap_offset(u, v, stride_h, stride_w, dil_h, dil_w, pitch, size)
+                base = (a // size) * size
+                ga, wa = margin - (a - base), taps[u, v]
+                target, ra = dphases[base : base + size], grads[ga : ga + size]
+                for p in range(size):
+                    target[p] += ra[p] * wa
+                v += 1
+        _move_phases(dx[n, c], top, left, stride_h, stride_w, rows, pitch, size, dphases, False)
 
 
 def _im2col(xp, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, cols):
@@ -432,6 +551,56 @@ def _batch_norm_input_gradient(dout, x, mean, inv_std, mean_dy, mean_dy_xhat, sc
                 result[j] = (grad[j] - mean_dy[c] - normalized * mean_dy_xhat[c]) * scale[c]
 
 
+def _batch_norm_relu_forward(x, mean, inv_std, gamma, beta, out):
+    """out = relu((x - mean) * inv_std * gamma + beta): _batch_norm_forward's expression, then
+    _relu's rule (a NaN stays), in one pass; bit for bit the two unfused kernels."""
+    n_images, channels, size = x.shape
+    for n in range(n_images):
+        for c in range(channels):
+            row, result = x[n, c], out[n, c]
+            for j in range(size):
+                value = (row[j] - mean[c]) * inv_std[c] * gamma[c] + beta[c]
+                result[j] = value if (value > 0) | (value != value) else 0
+
+
+def _relu_gated(grad, row, mean, inv_std, gamma, beta, gated):
+    """gated = grad * [bn(row) > 0] (_relu_backward of the mask the fused forward pass saw: the
+    same expression, compiled without fast-math flags, so the mask is recomputed exactly)."""
+    for j in range(row.size):
+        value = (row[j] - mean) * inv_std * gamma + beta
+        gated[j] = grad[j] * np.uint8(value > 0)
+
+
+def _batch_norm_relu_sums(dout, x, mean, inv_std, gamma, beta, sum_dy, sum_dy_xhat):
+    """_batch_norm_sums of dy = dout * [bn(x) > 0], the ReLU's mask recomputed from x."""
+    n_images, channels, size = dout.shape
+    gated = np.empty(size, dtype=dout.dtype)
+    for c in range(channels):
+        first, second = 0.0, 0.0
+        for n in range(n_images):
+            row = x[n, c]
+            _relu_gated(dout[n, c], row, mean[c], inv_std[c], gamma[c], beta[c], gated)
+            for j in range(size):
+                first += gated[j]
+                second += gated[j] * ((row[j] - mean[c]) * inv_std[c])
+        sum_dy[c], sum_dy_xhat[c] = first, second
+
+
+def _batch_norm_relu_input_gradient(
+    dout, x, mean, inv_std, gamma, beta, mean_dy, mean_dy_xhat, scale, dx
+):
+    """_batch_norm_input_gradient of dy = dout * [bn(x) > 0], in one pass."""
+    n_images, channels, size = dout.shape
+    for n in range(n_images):
+        for c in range(channels):
+            grad, row, result = dout[n, c], x[n, c], dx[n, c]
+            for j in range(size):
+                value = (row[j] - mean[c]) * inv_std[c] * gamma[c] + beta[c]
+                gated = grad[j] * np.uint8(value > 0)
+                normalized = (row[j] - mean[c]) * inv_std[c]
+                result[j] = (gated - mean_dy[c] - normalized * mean_dy_xhat[c]) * scale[c]
+
+
 def _relu(x, out, positive):
     """out = max(x, 0) as np.maximum computes it (a NaN stays) and positive = not x <= 0 (NaN
     included, as torch's threshold backward lets its gradient through), one pass; out may be x."""
@@ -452,8 +621,10 @@ def _relu_backward(dout, positive, dx):
 
 
 _beats = _compile(_beats)
-_plane_grid = _compile(_plane_grid)
-_load_plane = _compile(_load_plane)
+_depthwise_grid = _compile(_depthwise_grid)
+_tap_offset = _compile(_tap_offset)
+_copy_run = _compile(_copy_run)
+_move_phases = _compile(_move_phases)
 _phase_span = _compile(_phase_span)
 _copy_phases = _compile(_copy_phases)
 _tap_plane = _compile(_tap_plane)
@@ -471,4 +642,8 @@ batch_norm_sums = _compile(_batch_norm_sums, fastmath={"reassoc"})
 batch_norm_input_gradient = _compile(_batch_norm_input_gradient)
 col2im = _compile(_col2im)
 relu = _compile(_relu)
+batch_norm_relu_forward = _compile(_batch_norm_relu_forward)
+_relu_gated = _compile(_relu_gated)
+batch_norm_relu_sums = _compile(_batch_norm_relu_sums, fastmath={"reassoc"})
+batch_norm_relu_input_gradient = _compile(_batch_norm_relu_input_gradient)
 relu_backward = _compile(_relu_backward)

@@ -64,7 +64,7 @@ class Conv2dCache:
     laid out on the flat grid ``grid`` of _shifted_conv; "winograd2" and "winograd4" (F(2x2, 3x3)
     and F(4x4, 3x3)), the padded input; "pointwise" (1x1 kernel, one group),
     the inputs the kernel reads, every stride-th of the padded input; "depthwise", the input
-    itself (the compiled stride-1 depthwise loops skip the padding instead of building it);
+    itself (the compiled depthwise loops copy it into phase planes, padding included, as they go);
     "im2col" (forced by CNNKIT_CONV_PATH, depthwise layers included) and "padded" (every other
     kernel), the padded input.
     """
@@ -177,7 +177,7 @@ def _select(x_shape, weight_shape, groups, stride, pad, dilation, out_hw, dtype)
     if _is_pointwise(weight_shape, groups):
         return "pointwise", None
     depthwise = _is_depthwise(x_shape, weight_shape, groups)
-    if _compiled.ENABLED and depthwise and stride == dilation == (1, 1):
+    if _compiled.ENABLED and depthwise:
         return "depthwise", None
     return "padded", None
 
@@ -336,8 +336,9 @@ def _run_forward(path, grid, x, weight, stride, pad, dilation, groups, out_hw):
         saved = _sampled(pad_hw(x, pad), stride)
         return saved, _pointwise_forward(saved, weight)
     if path == "depthwise":
+        x = np.ascontiguousarray(x)
         out = np.empty((x.shape[0], x.shape[1], *out_hw), dtype=x.dtype)
-        _compiled.depthwise_forward(x, weight, pad[0][0], pad[1][0], out)
+        _compiled.depthwise_forward(x, weight, *stride, *dilation, pad[0][0], pad[1][0], out)
         return x, out
     saved = pad_hw(x, pad)
     if path == "im2col":
@@ -380,7 +381,8 @@ def _backward(dout, cache: Conv2dCache, input_gradient: bool) -> tuple:
         x = cache.saved
         dx, dweight = np.empty_like(x), np.zeros_like(weight)
         grads = np.ascontiguousarray(dout)
-        _compiled.depthwise_backward(grads, x, weight, padding[0][0], padding[1][0], dx, dweight)
+        geometry = (*cache.stride, *cache.dilation, padding[0][0], padding[1][0])
+        _compiled.depthwise_backward(grads, x, weight, *geometry, dx, dweight)
         return (dx if input_gradient else None), dweight
     xp, out_hw = cache.saved, dout.shape[2:]
     if cache.path == "padded" and _is_depthwise(xp.shape, weight.shape, cache.groups):

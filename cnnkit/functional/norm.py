@@ -48,6 +48,9 @@ class BatchNormCache:
     allreduce: Allreduce | None = None
     x: np.ndarray | None = None
     mean: np.ndarray | None = None
+    relu_of: tuple | None = None
+    """(gamma, beta) as the fused forward pass used them, when the output was relu(bn(x)):
+    backward recomputes the ReLU's mask from x (batch_norm(..., relu=True))."""
 
     def x_hat(self) -> np.ndarray:
         """xhat = (x - mean) * inv_std: kept from a training forward, recomputed after eval."""
@@ -62,6 +65,12 @@ class BatchNormCache:
 def _compiled_kernels_take(x: np.ndarray) -> bool:
     """Whether the compiled loops run: numba available and x laid out (N, C, ...) contiguously."""
     return _compiled.ENABLED and x.flags.c_contiguous
+
+
+def fuses_relu(x: np.ndarray, training: bool) -> bool:
+    """Whether batch_norm(..., relu=True) takes ``x``: training with batch statistics on the
+    compiled loops (on the NumPy and reference kernels a ReLU layer follows as usual)."""
+    return training and x.ndim == 4 and _compiled_kernels_take(x) and not reference.enabled()
 
 
 def _by_channel(*arrays: np.ndarray) -> list[np.ndarray]:
@@ -93,8 +102,16 @@ def batch_norm(
     momentum: float = 0.1,
     eps: float = 1e-5,
     allreduce: Allreduce | None = None,
+    relu: bool = False,
 ) -> tuple[np.ndarray, BatchNormCache]:
-    """Batch norm of x (N, C) or (N, C, H, W) over all axes but channel axis 1."""
+    """Batch norm of x (N, C) or (N, C, H, W) over all axes but channel axis 1.
+
+    ``relu=True`` (only where :func:`fuses_relu`) returns relu(batch_norm(x)) from one compiled
+    pass, bit for bit what the two layers compute; backward then takes dL/d(relu output) and
+    applies the ReLU's mask, recomputed from x, inside its own two passes.
+    """
+    if relu and not fuses_relu(x, training):
+        raise ValueError("batch_norm relu=True needs training mode on the compiled kernels")
     if not isinstance(x, np.ndarray) or x.ndim not in (2, 3, 4):
         raise ValueError(
             f"batch_norm expected input of shape (N, C), (N, C, L) or (N, C, H, W), "
@@ -154,13 +171,11 @@ def batch_norm(
     if compiled:
         out, mean = np.empty_like(x), mean.astype(x.dtype)
         ones, zeros = np.ones_like(inv_std), np.zeros_like(inv_std)
-        _compiled.batch_norm_forward(
-            *_by_channel(x, mean, inv_std),
-            ones if gamma is None else gamma,
-            zeros if beta is None else beta,
-            *_by_channel(out),
-        )
+        affine = (ones if gamma is None else gamma, zeros if beta is None else beta)
+        kernel = _compiled.batch_norm_relu_forward if relu else _compiled.batch_norm_forward
+        kernel(*_by_channel(x, mean, inv_std), *affine, *_by_channel(out))
         cache = BatchNormCache(None, inv_std, gamma, training, count, allreduce, x=x, mean=mean)
+        cache.relu_of = affine if relu else None
         return out, cache
     x_hat = centred
     x_hat *= _per_channel(inv_std, x.ndim)
@@ -224,6 +239,8 @@ def batch_norm_backward(
         return cache.backward(dout)
     scale = cache.inv_std if cache.gamma is None else cache.gamma * cache.inv_std
     compiled = cache.training and cache.normalized is None and _compiled_kernels_take(dout)
+    if cache.relu_of is not None:
+        return _fused_relu_backward(np.ascontiguousarray(dout), cache)
     if compiled:
         normalizing = _by_channel(cache.x, cache.mean, cache.inv_std)
         dbeta, dgamma = _compiled_gradient_sums(dout, normalizing)
@@ -246,6 +263,24 @@ def batch_norm_backward(
         dx = dout - _per_channel(mean_dy, ndim)
         dx -= x_hat * _per_channel(mean_dy_xhat, ndim)
         dx *= _per_channel(scale, ndim)
+    return dx, dgamma, dbeta
+
+
+def _fused_relu_backward(dout: np.ndarray, cache: BatchNormCache) -> tuple:
+    """batch_norm_backward of dL/dy = dout * [y > 0] for y = batch_norm(x), the output of
+    batch_norm(..., relu=True): the same formulas, the mask recomputed from x in both passes."""
+    scale = cache.inv_std if cache.gamma is None else cache.gamma * cache.inv_std
+    normalizing = (*_by_channel(cache.x, cache.mean, cache.inv_std), *cache.relu_of)
+    sums = np.empty(dout.shape[1]), np.empty(dout.shape[1])
+    _compiled.batch_norm_relu_sums(*_by_channel(dout), *normalizing, *sums)
+    dbeta, dgamma = (s.astype(dout.dtype) for s in sums)
+    sum_dy, sum_dy_xhat = _summed(cache.allreduce, dbeta, dgamma)
+    count = dout.dtype.type(cache.count)
+    mean_dy, mean_dy_xhat = sum_dy / count, sum_dy_xhat / count
+    dx = np.empty_like(dout)
+    _compiled.batch_norm_relu_input_gradient(
+        _by_channel(dout)[0], *normalizing, *_by_channel(mean_dy, mean_dy_xhat, scale, dx)
+    )
     return dx, dgamma, dbeta
 
 

@@ -119,9 +119,15 @@ class BasicBlock(Module):
         self.relu2 = ReLU()
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        out = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
+        out = self.bn2(self.conv2(self._bn_relu1(self.conv1(x))))
         identity = x if self.downsample is None else self.downsample(x)
         return self.relu2(out + identity)
+
+    def _bn_relu1(self, x: np.ndarray) -> np.ndarray:
+        """relu1(bn1(x)), fused into one pass by bn1 in training (BatchNorm2d.forward)."""
+        if self.bn1.fuses(self.relu1):
+            return self.bn1(x, relu=self.relu1)
+        return self.relu1(self.bn1(x))
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         dsum = self.relu2.backward(dout)

@@ -20,6 +20,10 @@ from cnnkit.functional import activation as F
 from cnnkit.functional._args import flag
 from cnnkit.nn.module import CachedModule
 
+FUSED = "applied by the batch norm before"
+"""The cache of a ReLU that a batch norm layer computed in its own pass (BatchNorm2d.forward with
+``relu``): backward hands dL/dy on and the batch norm's backward applies the mask."""
+
 
 class _Elementwise(CachedModule):
     """y = A(x) elementwise by ``function``; backward applies ``derivative`` to the cache.
@@ -48,8 +52,15 @@ class _Elementwise(CachedModule):
         out, self._cache = type(self).function(x, **arguments)
         return out
 
+    def fused_into_previous(self) -> None:
+        """Record a call whose output the preceding batch norm layer computed (see FUSED)."""
+        self._cache = FUSED
+
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        return type(self).derivative(dout, self._take_cache())
+        cache = self._take_cache()
+        if isinstance(cache, str) and cache == FUSED:
+            return dout
+        return type(self).derivative(dout, cache)
 
     def extra_repr(self) -> str:
         shown = [f"{name}={value!r}" for name, value in self.arguments().items()]

@@ -38,8 +38,19 @@ class Sequential(Module):
         return layers[index]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        for module in self._modules.values():
+        """Each module on the previous one's output; a batch norm followed by a ReLU gets the
+        ReLU passed along (``bn(x, relu=relu)``), which computes both in one pass in training."""
+        modules = list(self._modules.values())
+        index = 0
+        while index < len(modules):
+            module = modules[index]
+            follower = modules[index + 1] if index + 1 < len(modules) else None
+            if getattr(module, "fuses", None) is not None and module.fuses(follower):
+                x = module(x, relu=follower)
+                index += 2
+                continue
             x = module(x)
+            index += 1
         return x
 
     def backward(self, dout: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ import numpy as np
 
 from cnnkit.functional import norm as F
 from cnnkit.functional._args import unit_interval
+from cnnkit.nn.activation import ReLU
 from cnnkit.nn.conv import _positive_int
 from cnnkit.nn.module import CachedModule, Parameter, check_dtype
 
@@ -88,7 +89,30 @@ class _BatchNorm(CachedModule):
         )
         self.allreduce = None  # set by cnnkit.distributed.sync_batch_norm
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def fuses(self, follower) -> bool:
+        """Whether forward(x, relu=follower) may fuse: ``follower`` is a ReLU and this layer
+        normalises with batch statistics, as in training (containers ask before passing it)."""
+        return (
+            isinstance(follower, ReLU)
+            and self.training
+            and self.allreduce is None
+            and type(self).forward is _BatchNorm.forward
+        )
+
+    def forward(self, x: np.ndarray, relu: ReLU | None = None) -> np.ndarray:
+        """bn(x); with ``relu`` (the ReLU layer that follows, from a container that saw the
+        pair), relu(bn(x)): one fused compiled pass where F.fuses_relu allows, after which
+        ``relu`` keeps a marker and this layer's backward applies its mask; otherwise the
+        ReLU layer is simply called on the output."""
+        if relu is not None:
+            if isinstance(x, np.ndarray) and x.size and F.fuses_relu(x, self.training):
+                out = self._forward(x, fused=True)
+                relu.fused_into_previous()
+                return out
+            return relu(self._forward(x))
+        return self._forward(x)
+
+    def _forward(self, x: np.ndarray, fused: bool = False) -> np.ndarray:
         self._check_input(x)
         name = type(self).__name__
         if x.ndim not in self.expected_ndim:
@@ -119,6 +143,7 @@ class _BatchNorm(CachedModule):
             momentum=momentum,
             eps=self.eps,
             allreduce=self.allreduce if self.training else None,
+            relu=fused,
         )
         return out
 
