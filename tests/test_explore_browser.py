@@ -8,7 +8,7 @@ separable blocks, the depthwise sum too); a drawing runs; a bad upload shows a m
 server still answers.
 
 With CNNKIT_SCREENSHOTS=1 the page-load test saves docs/images/explore-lenet5.png and
-explore-mini_xception.png, after a run on mnist-small when that data set is at hand
+explore-mini_xception.png (and the Xception test explore-xception.png), after a run on mnist-small when that data set is at hand
 (``$CNNKIT_DATA`` or ../shared/data) and on the digits otherwise.
 """
 
@@ -268,3 +268,42 @@ def test_a_bad_upload_shows_a_message_and_the_server_still_answers(servers, page
     page.page.click("#next")
     page.wait_label("test image 1")
     assert page.page.locator("#message").is_hidden()
+
+
+def test_xception_with_imagenet_weights_runs_an_upload(browser, tmp_path):
+    """The paper's Xception (299 x 299, random weights saved as a weights file): an upload runs
+    through every layer; with CNNKIT_SCREENSHOTS=1 the page is docs/images/explore-xception.png."""
+    from explore_helpers import serving
+
+    from cnnkit import models
+    from cnnkit.explore import source
+    from cnnkit.io import save_weights
+
+    weights = tmp_path / "xception.safetensors"
+    save_weights(models.get("xception", seed=0), weights)
+    rng = np.random.default_rng(0)
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(encode(rng.random((3, 320, 300))))
+    with serving(source.from_weights("xception", weights)) as server:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors = []
+        page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+        page.goto(server.url)
+        page.wait_for_selector("#top-class:not(:empty)", timeout=120_000)
+        page.set_input_files("#upload", str(photo))
+        label = sync_api.expect(page.locator("#input-label"))
+        label.to_have_text(re.compile("^uploaded PNG image"), timeout=120_000)
+        page.wait_for_selector("canvas.tile[data-drawn]", timeout=120_000)
+        page.wait_for_function(
+            "document.getElementById('saliency').src.startsWith('data:image/png')",
+            timeout=120_000,
+        )
+        page.wait_for_timeout(1500)
+        for conv in viz.conv_layer_names(server.explorer.subject.model)[:3]:
+            assert page.locator(f'.layer[data-layer="{conv}"]').count() == 1, conv
+        if SCREENSHOTS:
+            page.mouse.move(0, 0)
+            page.evaluate("window.scrollTo(0, 0)")
+            page.screenshot(path=str(REPO / "docs" / "images" / "explore-xception.png"))
+        assert errors == []
+        page.close()
