@@ -8,8 +8,9 @@ separable blocks, the depthwise sum too); a drawing runs; a bad upload shows a m
 server still answers.
 
 With CNNKIT_SCREENSHOTS=1 the page-load test saves docs/images/explore-lenet5.png and
-explore-mini_xception.png (and the Xception test explore-xception.png), after a run on mnist-small when that data set is at hand
-(``$CNNKIT_DATA`` or ../shared/data) and on the digits otherwise.
+explore-mini_xception.png, after a run on mnist-small when that data set is at hand
+(``$CNNKIT_DATA`` or ../shared/data) and on the digits otherwise; the Xception test saves
+explore-xception.png.
 """
 
 from __future__ import annotations
