@@ -31,6 +31,12 @@ def class_names() -> list[str]:
     return list(_class_names())
 
 
+def class_names_for(count: int) -> list[str]:
+    """The ImageNet class names for a classifier of 1000 outputs, else ``class 0``, ``class 1``,
+    ... for one of ``count`` outputs."""
+    return class_names() if count == NUM_CLASSES else [f"class {i}" for i in range(count)]
+
+
 def center_crop_resize(image, size) -> object:
     """Resize a PIL image so that it covers ``size`` (H, W), keeping its aspect, then crop the
     centre: for a square size, the shorter side becomes ``size`` and the longer one is cut."""

@@ -9,7 +9,7 @@ from cnnkit.cli.errors import UsageError
 from cnnkit.cli.images import image_files, open_image, pixels, read_image
 from cnnkit.cli.onnx_model import restore_onnx
 from cnnkit.cli.options import FILE, POSITIVE, json_object, model_name, shape, text
-from cnnkit.imagenet import NUM_CLASSES, center_crop_resize, class_names
+from cnnkit.imagenet import center_crop_resize, class_names_for
 from cnnkit.io import load_pretrained
 from cnnkit.train import predict_proba
 from cnnkit.weights import LAYOUTS
@@ -108,8 +108,7 @@ def predict_with_weights(args) -> int:
     channels, size = model.default_input_shape[0], model.default_input_shape[1:]
     images = np.stack([keras_input(path, channels, size) for path in files])
     probabilities = predict_proba(model, images)
-    count = probabilities.shape[1]
-    names = class_names() if count == NUM_CLASSES else [f"class {i}" for i in range(count)]
+    names = class_names_for(probabilities.shape[1])
     print_ranked(files, probabilities, names, args.top_k or 5)
     return 0
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from cnnkit import models
 from cnnkit.data import DatasetError, compute_mean_std, load_dataset, load_digits, to_float_nchw
-from cnnkit.imagenet import NUM_CLASSES, center_crop_resize, class_names
+from cnnkit.imagenet import center_crop_resize, class_names_for
 from cnnkit.io import CheckpointError, load_checkpoint, load_model_state, load_pretrained
 from cnnkit.nn.module import Module
 from cnnkit.viz import VizError, load_metrics
@@ -131,6 +131,32 @@ def _test_split(dataset: str, data_dir, image_shape) -> tuple[np.ndarray | None,
     return test.images, test.labels, None
 
 
+def _described(model: Module, name: str, origin: str, data: dict, data_dir, **more) -> Subject:
+    """A subject whose images are prepared as the data description ``data`` says (a
+    checkpoint's data metadata), with its data set's test split when it names one (only an
+    ONNX file not written by `cnnkit export` names none)."""
+    shape = tuple(int(s) for s in data["image_shape"])
+    images = labels = None
+    notes = ["no test images for an ONNX model without cnnkit data metadata: upload an image"]
+    if data["dataset"] is not None:
+        images, labels, note = _test_split(data["dataset"], data_dir, shape)
+        notes = [note] if note else []
+    return Subject(
+        model=model.eval(),
+        name=name,
+        origin=origin,
+        input_shape=shape,
+        class_names=[str(n) for n in data["class_names"]],
+        mean=np.asarray(data["mean"], np.float32).reshape(-1, 1, 1),
+        std=np.asarray(data["std"], np.float32).reshape(-1, 1, 1),
+        test_images=images,
+        test_labels=labels,
+        dataset=data["dataset"],
+        notes=notes,
+        **more,
+    )
+
+
 def from_checkpoint(path, data_dir=None, run_dir=None) -> Subject:
     """The model of a `cnnkit train` checkpoint, with its data set's test split."""
     path = Path(path)
@@ -145,20 +171,12 @@ def from_checkpoint(path, data_dir=None, run_dir=None) -> Subject:
         )
     model = models.get(**config)
     load_model_state(model, checkpoint, source=f"checkpoint {path}")
-    shape = tuple(int(s) for s in data["image_shape"])
-    images, labels, note = _test_split(data["dataset"], data_dir, shape)
-    return Subject(
-        model=model.eval(),
-        name=config["name"],
-        origin=f"checkpoint {path}",
-        input_shape=shape,
-        class_names=[str(n) for n in data["class_names"]],
-        mean=np.asarray(data["mean"], np.float32).reshape(-1, 1, 1),
-        std=np.asarray(data["std"], np.float32).reshape(-1, 1, 1),
-        test_images=images,
-        test_labels=labels,
-        dataset=data["dataset"],
-        notes=[note] if note else [],
+    return _described(
+        model,
+        config["name"],
+        f"checkpoint {path}",
+        data,
+        data_dir,
         checkpoint=path,
         run_dir=None if run_dir is None else Path(run_dir),
         checkpoint_stamp=os.stat(path).st_mtime_ns,
@@ -172,21 +190,13 @@ def from_training(run_dir, model: Module, data: dict, data_dir=None) -> Subject:
     run_dir = Path(run_dir)
     copy = models.get(**model.config)
     copy.load_state_dict(model.state_dict())
-    shape = tuple(int(s) for s in data["image_shape"])
-    images, labels, note = _test_split(data["dataset"], data_dir, shape)
     checkpoint = run_dir / CHECKPOINT_NAME
-    return Subject(
-        model=copy.eval(),
-        name=model.config["name"],
-        origin=f"training run {run_dir}",
-        input_shape=shape,
-        class_names=[str(n) for n in data["class_names"]],
-        mean=np.asarray(data["mean"], np.float32).reshape(-1, 1, 1),
-        std=np.asarray(data["std"], np.float32).reshape(-1, 1, 1),
-        test_images=images,
-        test_labels=labels,
-        dataset=data["dataset"],
-        notes=[note] if note else [],
+    return _described(
+        copy,
+        model.config["name"],
+        f"training run {run_dir}",
+        data,
+        data_dir,
         checkpoint=checkpoint,
         run_dir=run_dir,
         checkpoint_stamp=os.stat(checkpoint).st_mtime_ns if checkpoint.is_file() else None,
@@ -196,14 +206,12 @@ def from_training(run_dir, model: Module, data: dict, data_dir=None) -> Subject:
 def from_weights(name: str, path, layout: str = "auto") -> Subject:
     """An ImageNet model ``name`` with the weights in ``path`` (see cnnkit.io.load_pretrained)."""
     model, layout = load_pretrained(name, path, layout)
-    classes = model.config["num_classes"]
-    names = class_names() if classes == NUM_CLASSES else [f"class {i}" for i in range(classes)]
     return Subject(
         model=model,
         name=name,
         origin=f"weights {path} ({layout} layout)",
         input_shape=tuple(model.default_input_shape),
-        class_names=names,
+        class_names=class_names_for(model.config["num_classes"]),
         notes=["no test images for ImageNet weights: upload an image"],
     )
 
@@ -223,26 +231,8 @@ def from_onnx(path, data_dir=None) -> Subject:
         data = describe(model)
     except ValueError as error:  # not ONNX, an unsupported operator, no fixed image shape
         raise ExploreError(str(error)) from None
-    shape = tuple(int(s) for s in data["image_shape"])
-    images = labels = None
-    notes = ["no test images for an ONNX model without cnnkit data metadata: upload an image"]
-    if data["dataset"] is not None:
-        images, labels, note = _test_split(data["dataset"], data_dir, shape)
-        notes = [note] if note else []
-    return Subject(
-        model=model,
-        name=Path(path).stem,
-        origin=f"ONNX model {path} ({model.metadata['producer'] or 'unknown producer'})",
-        input_shape=shape,
-        class_names=[str(n) for n in data["class_names"]],
-        mean=np.asarray(data["mean"], np.float32).reshape(-1, 1, 1),
-        std=np.asarray(data["std"], np.float32).reshape(-1, 1, 1),
-        test_images=images,
-        test_labels=labels,
-        dataset=data["dataset"],
-        notes=notes,
-        crop=bool(data["crop"]),
-    )
+    origin = f"ONNX model {path} ({model.metadata['producer'] or 'unknown producer'})"
+    return _described(model, Path(path).stem, origin, data, data_dir, crop=bool(data["crop"]))
 
 
 def untrained(name: str) -> Subject:

@@ -15,7 +15,7 @@ import json
 
 import numpy as np
 
-from cnnkit.imagenet import NUM_CLASSES, class_names
+from cnnkit.imagenet import class_names_for
 
 DATA_KEY = "cnnkit.data"
 """metadata_props entry where ``cnnkit export`` keeps the training run's data description."""
@@ -68,13 +68,10 @@ def describe(graph, given: tuple[int, int, int] | None = None) -> dict:
     num_outputs = output_count(graph, shape)
     channels = shape[0]
     rgb = channels == 3
-    names = (
-        class_names() if num_outputs == NUM_CLASSES else [f"class {i}" for i in range(num_outputs)]
-    )
     return {
         "dataset": None,
         "image_shape": list(shape),
-        "class_names": names,
+        "class_names": class_names_for(num_outputs),
         "mean": list(IMAGENET_MEAN) if rgb else [0.0] * channels,
         "std": list(IMAGENET_STD) if rgb else [1.0] * channels,
         "crop": rgb,
