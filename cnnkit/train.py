@@ -136,16 +136,26 @@ def skip_input_gradient(model: Module) -> Iterator[None]:
         layer.input_gradient = True
 
 
-def predict_proba(model: Module, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Softmax probabilities (N, K) for images (N, C, H, W), in eval mode, batch by batch."""
+def predict_proba(
+    model: Module, images: np.ndarray, batch_size: int = 256, outputs: str = "logits"
+) -> np.ndarray:
+    """Softmax probabilities (N, K) for images (N, C, H, W), in eval mode, batch by batch;
+    ``outputs="probabilities"`` for a model whose outputs already are (they are kept)."""
+    if outputs not in ("logits", "probabilities"):
+        raise ValueError(
+            f"predict_proba outputs must be 'logits' or 'probabilities', got {outputs!r}"
+        )
     was_training = model.training
     model.eval()
     chunks = []
     for start in range(0, len(images), batch_size):
         with no_grad():
-            logits = model(images[start : start + batch_size]).astype(np.float64)
-        logits -= logits.max(axis=1, keepdims=True)
-        e = np.exp(logits)
+            scores = model(images[start : start + batch_size]).astype(np.float64)
+        if outputs == "probabilities":
+            chunks.append(scores)
+            continue
+        scores -= scores.max(axis=1, keepdims=True)
+        e = np.exp(scores)
         chunks.append(e / e.sum(axis=1, keepdims=True))
     model.train(was_training)
     return np.concatenate(chunks)

@@ -160,6 +160,10 @@ def test_evaluate_and_metrics_agree_with_direct_computation(rng):
     probabilities = predict_proba(model, images, batch_size=7)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
     np.testing.assert_array_equal(probabilities.argmax(1), logits.argmax(1))
+    kept = predict_proba(ck.nn.Sequential(model, ck.nn.Softmax(1)), images, 7, "probabilities")
+    np.testing.assert_allclose(kept, probabilities, rtol=1e-5)
+    with pytest.raises(ValueError, match="outputs must be 'logits' or 'probabilities', got 'x'"):
+        predict_proba(model, images, outputs="x")
 
 
 def test_top_k_accuracy_and_confusion_matrix_by_hand():

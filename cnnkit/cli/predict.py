@@ -123,10 +123,8 @@ def predict_with_onnx(args) -> int:
     shape = data["image_shape"]
     images = np.stack([read_image(path, shape, data["crop"]) for path in files])
     images = normalize(images, data)
-    if gives_probabilities(model):
-        probabilities = np.concatenate([model(images[i : i + 1]) for i in range(len(images))])
-    else:
-        probabilities = predict_proba(model, images)
+    outputs = "probabilities" if gives_probabilities(model) else "logits"
+    probabilities = predict_proba(model, images, outputs=outputs)
     names = data["class_names"]
     if probabilities.shape[1] != len(names):
         raise UsageError(

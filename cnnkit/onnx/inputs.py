@@ -16,6 +16,9 @@ import json
 import numpy as np
 
 from cnnkit.imagenet import class_names_for
+from cnnkit.nn.activation import LogSoftmax, Softmax
+from cnnkit.nn.grad_mode import no_grad
+from cnnkit.onnx.layers.tensor import FlatSoftmax
 
 DATA_KEY = "cnnkit.data"
 """metadata_props entry where ``cnnkit export`` keeps the training run's data description."""
@@ -80,9 +83,6 @@ def describe(graph, given: tuple[int, int, int] | None = None) -> dict:
 
 def gives_probabilities(graph) -> bool:
     """Whether the graph's first output is a softmax (probabilities rather than logits)."""
-    from cnnkit.nn.activation import LogSoftmax, Softmax
-    from cnnkit.onnx.layers.tensor import FlatSoftmax
-
     output = graph.output_names[0]
     for step in graph.steps:
         if output in step.outputs:
@@ -95,8 +95,6 @@ def gives_probabilities(graph) -> bool:
 
 def output_count(graph, shape: tuple[int, int, int]) -> int:
     """The number of class scores ``graph`` gives for one image of ``shape`` (C, H, W)."""
-    from cnnkit.nn.grad_mode import no_grad
-
     with no_grad():
         out = graph(np.zeros((1, *shape), np.float32))
     if isinstance(out, tuple):
