@@ -62,7 +62,7 @@ def main() -> None:
         dout = rng.standard_normal((n, c_out, size, size)).astype(args.dtype)
         os.environ["CNNKIT_CONV_PATH"] = "auto"
         same, one = ((1, 1), (1, 1)), (1, 1)
-        auto = conv._select(x.shape, weight.shape, 1, one, same, one, (size, size), x.dtype)[0]
+        auto = conv._plan(x.shape, weight.shape, 1, one, same, one, (size, size), x.dtype)[0]
         cells = [timed(path, x, weight, dout, args.repeats) for path in PATHS]
         text = " ".join(f"{f:>11.2f} /{b:>10.2f}" for f, b in cells)
         print(f"{layer:>16} {auto:>10} {text}", flush=True)

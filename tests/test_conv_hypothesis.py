@@ -2,7 +2,8 @@
 
 Hypothesis draws the batch, channels (groups dividing both), kH and kW independently, stride,
 padding (ints, 'valid', 'same', explicit asymmetric), dilation, H != W, bias and the
-CNNKIT_CONV_PATH the convolution runs under (applied where that path can take it); configurations
+CNNKIT_CONV_PATH the convolution runs under (applied where that path can take it) and the number
+of threads its batch is split between (cnnkit.functional._parallel); configurations
 whose dilated kernel does not fit the padded input are discarded with ``assume``.
 """
 
@@ -14,8 +15,10 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from threadpoolctl import threadpool_limits
 
 import cnnkit.functional as F
+from cnnkit.functional import _parallel
 from cnnkit.functional.conv import PATH_CHOICES, PATH_VARIABLE
 
 torch = pytest.importorskip("torch")
@@ -72,6 +75,7 @@ def conv_configs(draw):
         bias=draw(st.booleans()),
         seed=draw(st.integers(0, 2**32 - 1)),
         path=draw(st.sampled_from(PATH_CHOICES)),
+        threads=draw(st.integers(1, 3)),
     )
 
 
@@ -104,11 +108,13 @@ def test_random_conv2d_matches_torch(config):
     b = rng.standard_normal(config["cout"]) if config["bias"] else None
     kwargs = dict(stride=config["stride"], dilation=dilation, groups=config["groups"])
 
-    with pytest.MonkeyPatch.context() as patch:
+    with pytest.MonkeyPatch.context() as patch, threadpool_limits(config["threads"], "blas"):
         patch.setenv(PATH_VARIABLE, config["path"])
+        patch.setattr(_parallel, "MIN_PART_BYTES", 1)  # split every batch of 2 or more images
         out, cache = F.conv2d(x, w, b, padding=config["padding"], **kwargs)
-    dout = rng.standard_normal(out.shape)
-    dx, dw, db = F.conv2d_backward(dout, cache)
+        dout = rng.standard_normal(out.shape)
+        dx, dw, db = F.conv2d_backward(dout, cache)
+    assert len(cache.parts) == min(config["threads"], config["n"])
 
     # torch pads explicitly (it has no asymmetric or strided 'same' padding)
     xt = torch.tensor(x, requires_grad=True)

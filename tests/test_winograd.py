@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
 import cnnkit
+from cnnkit.functional import _parallel, _weight_cache, winograd
 from cnnkit.functional import conv as conv_module
-from cnnkit.functional import winograd
 from cnnkit.functional.conv import conv2d, conv2d_backward
 from cnnkit.gradcheck import assert_gradcheck
 
@@ -141,7 +141,7 @@ def counting_transform(monkeypatch) -> list:
 
 def test_weight_cache_sees_in_place_updates(rng, monkeypatch):
     monkeypatch.setenv("CNNKIT_CONV_PATH", "winograd2")
-    winograd.WEIGHT_CACHE.clear()
+    _weight_cache.CACHE.clear()
     calls = counting_transform(monkeypatch)
     x = rng.standard_normal((2, 3, 6, 5))
     weight = rng.standard_normal((4, 3, 3, 3))
@@ -171,12 +171,12 @@ def test_training_transforms_the_weights_every_call(rng, monkeypatch):
 
 
 def test_weight_cache_evicts_beyond_its_budget(rng, monkeypatch):
-    monkeypatch.setattr(winograd, "WEIGHT_CACHE_BYTES", 1)
-    winograd.WEIGHT_CACHE.clear()
+    monkeypatch.setattr(_weight_cache, "CACHE_BYTES", 1)
+    _weight_cache.CACHE.clear()
     weight = rng.standard_normal((2, 2, 3, 3))
     with cnnkit.no_grad():
         winograd.transformed_weight(weight, winograd.F2)
-    assert not winograd.WEIGHT_CACHE._entries
+    assert not _weight_cache.CACHE._entries
 
 
 def test_invalid_path_names_variable_value_and_choices(monkeypatch):
@@ -245,14 +245,22 @@ def test_automatic_rule(dtype, channels, size, expected, monkeypatch):
     shape, weight_shape = (1, channels, size, size), (channels, channels, 3, 3)
     one, pad = (1, 1), ((1, 1), (1, 1))
     with threadpool_limits(1, "blas"):
-        path, _ = conv_module._select(shape, weight_shape, 1, one, pad, one, (size, size), dtype)
+        path, _ = conv_module._plan(shape, weight_shape, 1, one, pad, one, (size, size), dtype)
     assert path == expected
 
 
 def test_float32_winograd_only_on_one_blas_thread(monkeypatch):
     monkeypatch.delenv("CNNKIT_CONV_PATH", raising=False)
-    monkeypatch.setattr(conv_module, "_blas_threads", lambda: 2)
+    monkeypatch.setattr(_parallel, "MIN_PART_BYTES", 1)
     one, pad = (1, 1), ((1, 1), (1, 1))
-    shape, weight_shape = (1, 128, 16, 16), (128, 128, 3, 3)
-    path, _ = conv_module._select(shape, weight_shape, 1, one, pad, one, (16, 16), np.float32)
-    assert path == "grid"
+    weight_shape = (128, 128, 3, 3)
+    with threadpool_limits(2, "blas"):  # one image: no split, the kernels run two BLAS threads
+        path, _ = conv_module._plan(
+            (1, 128, 16, 16), weight_shape, 1, one, pad, one, (16, 16), np.float32
+        )
+        assert path == "grid"
+        # two images: one per thread, each part's kernels run one BLAS thread
+        path, slices = conv_module._plan(
+            (2, 128, 16, 16), weight_shape, 1, one, pad, one, (16, 16), np.float32
+        )
+    assert (path, slices) == ("winograd2", [slice(0, 1), slice(1, 2)])

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from cnnkit.functional import _weight_cache
 from cnnkit.functional._args import Padding2d
 from cnnkit.functional._scratch import scratch
 
@@ -212,21 +213,20 @@ def _shifted_sum(stacked, columns, shifts, out, buffer) -> None:
         out += term
 
 
-def forward(values: np.ndarray, grid: Grid, weight: np.ndarray, dilation, out_hw) -> np.ndarray:
-    """y (N, C_out, Ho, Wo) = the stride-1 convolution of the input held in ``values``."""
+def forward(values: np.ndarray, grid: Grid, weight: np.ndarray, dilation, out) -> None:
+    """out (N, C_out, Ho, Wo) = the stride-1 convolution of the input held in ``values``."""
     c_out, c_in, kh, kw = weight.shape
     step, chunks = _chunks(grid, c_in * kw, values.itemsize)
     span = step + grid.margin
     buffer = scratch("shifted conv columns", (c_in * kw, span), values.dtype)
     products = scratch("shifted conv kernel-row products", (kh * c_out, span), values.dtype)
     product = scratch("shifted conv output", (c_out, step), values.dtype)
-    out = np.empty((grid.images, c_out, *out_hw), dtype=values.dtype)
-    stacked, shifts = _by_kernel_row(weight), grid.offsets[::kw]
+    stacked = _weight_cache.layout(weight, "kernel rows", _by_kernel_row)
+    shifts = grid.offsets[::kw]
     for start, stop in chunks:
         columns = _gather(values, start, stop, (kh, kw), dilation, grid, buffer)
         _shifted_sum(stacked, columns, shifts, product[:, : stop - start], products)
         grid.crop_rows(product[:, : stop - start], start // grid.block[1], out)
-    return out
 
 
 def _upstream_grid(dout: np.ndarray, grid: Grid) -> np.ndarray:
@@ -236,9 +236,9 @@ def _upstream_grid(dout: np.ndarray, grid: Grid) -> np.ndarray:
     return grid.place(dout, grads, grid.margin)
 
 
-def backward(dout, values: np.ndarray, grid: Grid, weight, dilation, input_gradient=True):
-    """(dL/dx (N, C_in, H, W), or None without ``input_gradient``, and dL/dweight) given
-    dL/dy (N, C_out, Ho, Wo)."""
+def backward(dout, values: np.ndarray, grid: Grid, weight, dilation, dx=None) -> np.ndarray:
+    """dL/dweight given dL/dy (N, C_out, Ho, Wo); dL/dx (N, C_in, H, W) goes into ``dx``
+    unless it is None."""
     c_out, c_in, kh, kw = weight.shape
     grads = _upstream_grid(dout, grid)
     # dG[f] reads grads[margin + f - off(u, v)] = grads[f + off(kH-1-u, kW-1-v)]: the gather
@@ -250,18 +250,16 @@ def backward(dout, values: np.ndarray, grid: Grid, weight, dilation, input_gradi
     buffer = scratch("shifted conv columns", (c_out * kw, span), dout.dtype)
     products = scratch("shifted conv kernel-row products", (kh * c_in, span), dout.dtype)
     dgrid = scratch("shifted conv input gradient", (c_in, step), dout.dtype)
-    images = (grid.images, c_in, grid.height, grid.width)
-    dx = np.empty(images, dtype=dout.dtype) if input_gradient else None
     # kernel row u's columns times G^T: rows (o, v) of dW[o, :, kH-1-u, kW-1-v]
     rotated_dweight = np.zeros((kh, c_out * kw, c_in), dtype=dout.dtype)
     for start, stop in chunks:
         shifted = (grid.lead + start, grid.lead + stop)
         columns = _gather(grads, *shifted, (kh, kw), dilation, grid, buffer)
-        if input_gradient:
+        if dx is not None:
             _shifted_sum(stacked, columns, shifts, dgrid[:, : stop - start], products)
             grid.crop_rows(dgrid[:, : stop - start], start // grid.block[1], dx)
         source = values[:, shifted[0] : shifted[1]].T
         for u, shift in enumerate(shifts):
             rotated_dweight[u] += columns[:, shift : shift + stop - start] @ source
     dweight = rotated_dweight.reshape(kh, c_out, kw, c_in)[::-1, :, ::-1].transpose(1, 3, 0, 2)
-    return dx, np.ascontiguousarray(dweight)
+    return np.ascontiguousarray(dweight)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from cnnkit.functional import _compiled
+from cnnkit.functional._parallel import by_images
 
 
 def _compiled_relu_takes(*arrays: np.ndarray) -> bool:
@@ -30,7 +31,7 @@ def relu(x: np.ndarray, inplace: bool = False) -> tuple[np.ndarray, np.ndarray]:
     backward lets its gradient through (one compiled pass for both when it can)."""
     if _compiled_relu_takes(x):
         out, positive = (x if inplace else np.empty_like(x)), np.empty(x.shape, dtype=bool)
-        _compiled.relu(x, out, positive)
+        by_images(_compiled.relu, x, out, positive)
         return out, positive
     positive = ~(x <= 0)
     return np.maximum(x, 0, out=x if inplace else None), positive
@@ -49,7 +50,7 @@ def relu_backward(dout: np.ndarray, positive: np.ndarray) -> np.ndarray:
     """
     if positive.dtype == bool and _compiled_relu_takes(dout, positive):
         dx = np.empty_like(dout)
-        _compiled.relu_backward(dout, positive, dx)
+        by_images(_compiled.relu_backward, dout, positive, dx)
         return dx
     dout = np.asarray(dout)
     if positive.dtype != bool or dout.itemsize not in _UNSIGNED:

@@ -32,9 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
-from threadpoolctl import ThreadpoolController
 
-from cnnkit.functional import _compiled, _shifted_conv, reference, winograd
+from cnnkit.functional import _compiled, _parallel, _shifted_conv, reference, winograd
 from cnnkit.functional._args import (
     Padding2d,
     cache_blocks,
@@ -60,8 +59,10 @@ WINOGRAD_PATHS = {"winograd2": 2, "winograd4": 4}
 class Conv2dCache:
     """What the backward pass needs from the forward pass, and which kernel ran.
 
-    ``path`` names the kernels and ``saved`` the one array they read back: "grid", the input
-    laid out on the flat grid ``grid`` of _shifted_conv; "winograd2" and "winograd4" (F(2x2, 3x3)
+    ``path`` names the kernels, and each of ``parts`` (one per thread the batch was split
+    between, see cnnkit.functional._parallel) holds its images' slice and ``saved``, the one
+    array the kernels read back: "grid", the input laid out on the part's flat grid ``grid`` of
+    _shifted_conv; "winograd2" and "winograd4" (F(2x2, 3x3)
     and F(4x4, 3x3)), the padded input; "pointwise" (1x1 kernel, one group),
     the inputs the kernel reads, every stride-th of the padded input; "depthwise", the input
     itself (the compiled depthwise loops copy it into phase planes, padding included, as they go);
@@ -77,6 +78,14 @@ class Conv2dCache:
     dilation: tuple[int, int]
     groups: int
     path: str
+    parts: tuple[ImagePart, ...]
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    """The images ``images`` of a batch that one thread convolved, and what it saved of them."""
+
+    images: slice
     saved: np.ndarray
     grid: _shifted_conv.Grid | None = None
 
@@ -146,43 +155,61 @@ def path_setting() -> str:
 
 
 def _forced(setting, x_shape, weight_shape, groups, stride, pad, dilation, out_hw):
-    """(path, grid) of a CNNKIT_CONV_PATH that can take this layer, else None."""
+    """The CNNKIT_CONV_PATH path if it can take this layer, else None."""
     if setting in WINOGRAD_PATHS and winograd.applies(weight_shape, groups, stride, dilation):
-        return setting, None
+        return setting
     if setting == "grid":
         grid = _shifted_conv.plan(
             x_shape, weight_shape, groups, stride, pad, dilation, out_hw, rules=False
         )
-        return None if grid is None else ("grid", grid)
+        return None if grid is None else "grid"
     if setting == "im2col":
-        return "im2col", None
+        return "im2col"
     if setting == "pointwise" and _is_pointwise(weight_shape, groups):
-        return "pointwise", None
+        return "pointwise"
     return None
 
 
-def _select(x_shape, weight_shape, groups, stride, pad, dilation, out_hw, dtype):
-    """(path, flat grid or None) for this layer: CNNKIT_CONV_PATH's path where it can take the
-    layer, otherwise the measured rule (see docs/performance.md)."""
+def _select(x_shape, weight_shape, groups, stride, pad, dilation, out_hw, dtype, blas_threads):
+    """The path for this layer: CNNKIT_CONV_PATH's where it can take the layer, otherwise the
+    measured rule (see docs/performance.md) for kernels running ``blas_threads`` BLAS threads."""
     setting = path_setting()
     forced = _forced(setting, x_shape, weight_shape, groups, stride, pad, dilation, out_hw)
     if forced is not None:
         return forced
-    winograd_path = _winograd_rule(x_shape, weight_shape, groups, stride, dilation, out_hw, dtype)
+    winograd_path = _winograd_rule(
+        x_shape, weight_shape, groups, stride, dilation, out_hw, dtype, blas_threads
+    )
     if winograd_path is not None:
-        return winograd_path, None
-    grid = _shifted_conv.plan(x_shape, weight_shape, groups, stride, pad, dilation, out_hw)
-    if grid is not None:
-        return "grid", grid
+        return winograd_path
+    if _shifted_conv.plan(x_shape, weight_shape, groups, stride, pad, dilation, out_hw):
+        return "grid"
     if _is_pointwise(weight_shape, groups):
-        return "pointwise", None
+        return "pointwise"
     depthwise = _is_depthwise(x_shape, weight_shape, groups)
     if _compiled.ENABLED and depthwise:
-        return "depthwise", None
-    return "padded", None
+        return "depthwise"
+    return "padded"
 
 
-def _winograd_rule(x_shape, weight_shape, groups, stride, dilation, out_hw, dtype) -> str | None:
+def _plan(x_shape, weight_shape, groups, stride, pad, dilation, out_hw, dtype):
+    """(path, the image slices of the threads that run it): the reference loops on the whole
+    batch under CNNKIT_KERNELS=reference, else one part per BLAS thread and _select's path for
+    a part (whose kernels run one BLAS thread each when there are several parts)."""
+    if reference.enabled():
+        return "reference", [slice(0, x_shape[0])]
+    slices = _parallel.parts_for(x_shape[0], int(np.prod(x_shape)) * np.dtype(dtype).itemsize)
+    part_shape = (max(part.stop - part.start for part in slices), *x_shape[1:])
+    blas_threads = 1 if len(slices) > 1 else _parallel.blas_threads()
+    path = _select(
+        part_shape, weight_shape, groups, stride, pad, dilation, out_hw, dtype, blas_threads
+    )
+    return path, slices
+
+
+def _winograd_rule(
+    x_shape, weight_shape, groups, stride, dilation, out_hw, dtype, blas_threads
+) -> str | None:
     """The Winograd path the measured rule picks for this layer, or None.
 
     bench/conv_paths.py, one thread, AMD EPYC (AVX-512), ms of forward + all gradients, best
@@ -212,22 +239,11 @@ def _winograd_rule(x_shape, weight_shape, groups, stride, dilation, out_hw, dtyp
     if not winograd.applies(weight_shape, groups, stride, dilation):
         return None
     channels, size = min(x_shape[1], weight_shape[0]), min(out_hw)
-    if dtype == np.float32 and channels >= 128 and size >= 14 and _blas_threads() == 1:
+    if dtype == np.float32 and channels >= 128 and size >= 14 and blas_threads == 1:
         return "winograd2"
     if dtype == np.float64 and channels >= 32 and size >= 8:
         return "winograd4"
     return None
-
-
-@functools.cache
-def _blas() -> ThreadpoolController:
-    """The BLAS thread pools NumPy calls (found once: a scan of the loaded libraries)."""
-    return ThreadpoolController().select(user_api="blas")
-
-
-def _blas_threads() -> int:
-    """How many threads BLAS runs now (threadpool_limits included; under a microsecond)."""
-    return max((lib.get_num_threads() for lib in _blas().lib_controllers), default=1)
 
 
 def _tile_size(per_image_bytes: int, batch: int) -> int:
@@ -309,89 +325,106 @@ def conv2d(
         output_size(x.shape[2], pad[0], kernel[0], stride[0], dilation[0]),
         output_size(x.shape[3], pad[1], kernel[1], stride[1], dilation[1]),
     )
-    if reference.enabled():
-        path, grid = "reference", None
-    else:
-        path, grid = _select(x.shape, weight.shape, groups, stride, pad, dilation, out_hw, x.dtype)
-    saved, out = _run_forward(path, grid, x, weight, stride, pad, dilation, groups, out_hw)
+    out = np.empty((x.shape[0], weight.shape[0], *out_hw), dtype=x.dtype)
+    path, slices = _plan(x.shape, weight.shape, groups, stride, pad, dilation, out_hw, x.dtype)
+
+    def forward_part(images: slice) -> ImagePart:
+        saved, grid = _run_forward(
+            path, x[images], weight, stride, pad, dilation, groups, out_hw, out[images]
+        )
+        return ImagePart(images, saved, grid)
+
+    parts = _parallel.run([functools.partial(forward_part, images) for images in slices])
     if bias is not None:
         out += bias[None, :, None, None]
     has_bias = bias is not None
-    cache = Conv2dCache(x.shape, weight, has_bias, pad, stride, dilation, groups, path, saved, grid)
+    cache = Conv2dCache(
+        x.shape, weight, has_bias, pad, stride, dilation, groups, path, tuple(parts)
+    )
     return out, cache
 
 
-def _run_forward(path, grid, x, weight, stride, pad, dilation, groups, out_hw):
-    """(what backward reads, the output without bias) of the kernels named by ``path``."""
+def _run_forward(path, x, weight, stride, pad, dilation, groups, out_hw, out):
+    """(what backward reads, the flat grid or None) of the kernels named by ``path``, which
+    write the output without bias into ``out``."""
     if path == "reference":
-        return x, reference.conv2d(x, weight, None, stride, pad, dilation, groups)
+        out[...] = reference.conv2d(x, weight, None, stride, pad, dilation, groups)
+        return x, None
     if path == "grid":
+        grid = _shifted_conv.grid_for(x.shape, weight.shape[2:], pad, dilation)
         saved = _shifted_conv.input_grid(x, grid)
-        return saved, _shifted_conv.forward(saved, grid, weight, dilation, out_hw)
+        _shifted_conv.forward(saved, grid, weight, dilation, out)
+        return saved, grid
     if path in WINOGRAD_PATHS:
         transforms = winograd.TRANSFORMS[WINOGRAD_PATHS[path]]
         saved = pad_hw(x, pad)
-        return saved, winograd.forward(saved, weight, transforms, out_hw)
+        winograd.forward(saved, weight, transforms, out)
+        return saved, None
     if path == "pointwise":
         saved = _sampled(pad_hw(x, pad), stride)
-        return saved, _pointwise_forward(saved, weight)
+        _pointwise_forward(saved, weight, out)
+        return saved, None
     if path == "depthwise":
         x = np.ascontiguousarray(x)
-        out = np.empty((x.shape[0], x.shape[1], *out_hw), dtype=x.dtype)
         _compiled.depthwise_forward(x, weight, *stride, *dilation, pad[0][0], pad[1][0], out)
-        return x, out
+        return x, None
     saved = pad_hw(x, pad)
-    if path == "im2col":
-        return saved, _grouped_forward(saved, weight, groups, stride, dilation, out_hw)
-    return saved, _forward(saved, weight, groups, stride, dilation, out_hw)
-
-
-def _forward(xp, weight, groups, stride, dilation, out_hw) -> np.ndarray:
-    """The convolution of the padded input by the kernel that suits its shape."""
-    if _is_depthwise(xp.shape, weight.shape, groups):
-        return _depthwise_forward(xp, weight, stride, dilation, out_hw)
-    return _grouped_forward(xp, weight, groups, stride, dilation, out_hw)
-
-
-def _backward(dout, cache: Conv2dCache, input_gradient: bool) -> tuple:
-    """(dL/dx of the unpadded input or None, dL/dweight) by the kernels the forward pass took."""
-    weight, padding = cache.weight, cache.padding
-    if cache.path == "reference":
-        args = (cache.saved, weight, cache.stride, padding, cache.dilation, cache.groups)
-        dx, dweight, _ = reference.conv2d_backward(dout, *args)
-        return (dx if input_gradient else None), dweight
-    if cache.path == "grid":
-        return _shifted_conv.backward(
-            dout, cache.saved, cache.grid, weight, cache.dilation, input_gradient
-        )
-    if cache.path in WINOGRAD_PATHS:
-        transforms = winograd.TRANSFORMS[WINOGRAD_PATHS[cache.path]]
-        dxp, dweight = winograd.backward(dout, cache.saved, weight, transforms, input_gradient)
-        return (None if dxp is None else unpad_hw(dxp, padding)), dweight
-    if cache.path == "pointwise":
-        dsampled, dweight = _pointwise_backward(dout, cache.saved, weight, input_gradient)
-        (top, bottom), (left, right) = padding
-        if dsampled is None or cache.stride == (1, 1) and top == bottom == left == right == 0:
-            return dsampled, dweight
-        n, c, h, w = cache.input_shape
-        dxp = np.zeros((n, c, h + top + bottom, w + left + right), dtype=dout.dtype)
-        dxp[:, :, :: cache.stride[0], :: cache.stride[1]] = dsampled
-        return unpad_hw(dxp, padding), dweight
-    if cache.path == "depthwise":  # one pass computes both gradients
-        x = cache.saved
-        dx, dweight = np.empty_like(x), np.zeros_like(weight)
-        grads = np.ascontiguousarray(dout)
-        geometry = (*cache.stride, *cache.dilation, padding[0][0], padding[1][0])
-        _compiled.depthwise_backward(grads, x, weight, *geometry, dx, dweight)
-        return (dx if input_gradient else None), dweight
-    xp, out_hw = cache.saved, dout.shape[2:]
-    if cache.path == "padded" and _is_depthwise(xp.shape, weight.shape, cache.groups):
-        dxp, dweight = _depthwise_backward(dout, xp, weight, cache.stride, cache.dilation, out_hw)
+    if path == "padded" and _is_depthwise(saved.shape, weight.shape, groups):
+        _depthwise_forward(saved, weight, stride, dilation, out)
     else:
-        dxp, dweight = _grouped_backward(
-            dout, xp, weight, cache.groups, cache.stride, cache.dilation, out_hw, input_gradient
-        )
-    return (unpad_hw(dxp, padding) if input_gradient else None), dweight
+        _grouped_forward(saved, weight, groups, stride, dilation, out)
+    return saved, None
+
+
+def _backward(dout, cache: Conv2dCache, part: ImagePart, dx) -> np.ndarray:
+    """dL/dweight of the images of ``part``, whose dL/dx (unpadded) goes into ``dx`` unless
+    it is None, by the kernels the forward pass took."""
+    weight, padding, saved, input_gradient = cache.weight, cache.padding, part.saved, dx is not None
+    if cache.path == "reference":
+        args = (saved, weight, cache.stride, padding, cache.dilation, cache.groups)
+        dx_part, dweight, _ = reference.conv2d_backward(dout, *args)
+    elif cache.path == "grid":
+        dweight = _shifted_conv.backward(dout, saved, part.grid, weight, cache.dilation, dx)
+        return dweight
+    elif cache.path in WINOGRAD_PATHS:
+        transforms = winograd.TRANSFORMS[WINOGRAD_PATHS[cache.path]]
+        dxp, dweight = winograd.backward(dout, saved, weight, transforms, input_gradient)
+        dx_part = None if dxp is None else unpad_hw(dxp, padding)
+    elif cache.path == "pointwise":
+        dx_part, dweight = _pointwise_backward(dout, saved, weight, input_gradient)
+        (top, bottom), (left, right) = padding
+        if dx_part is not None and (cache.stride != (1, 1) or top or bottom or left or right):
+            n, c, h, w = dx.shape
+            dxp = np.zeros((n, c, h + top + bottom, w + left + right), dtype=dout.dtype)
+            dxp[:, :, :: cache.stride[0], :: cache.stride[1]] = dx_part
+            dx_part = unpad_hw(dxp, padding)
+    elif cache.path == "depthwise":  # one pass computes both gradients
+        dweight, grads = np.zeros_like(weight), np.ascontiguousarray(dout)
+        geometry = (*cache.stride, *cache.dilation, padding[0][0], padding[1][0])
+        target = dx if dx is not None else np.empty_like(saved)
+        _compiled.depthwise_backward(grads, saved, weight, *geometry, target, dweight)
+        return dweight
+    else:
+        out_hw = dout.shape[2:]
+        if cache.path == "padded" and _is_depthwise(saved.shape, weight.shape, cache.groups):
+            dxp, dweight = _depthwise_backward(
+                dout, saved, weight, cache.stride, cache.dilation, out_hw
+            )
+        else:
+            dxp, dweight = _grouped_backward(
+                dout,
+                saved,
+                weight,
+                cache.groups,
+                cache.stride,
+                cache.dilation,
+                out_hw,
+                input_gradient,
+            )
+        dx_part = unpad_hw(dxp, padding) if input_gradient else None
+    if dx is not None:
+        np.copyto(dx, dx_part)
+    return dweight
 
 
 def conv2d_backward(
@@ -410,7 +443,16 @@ def conv2d_backward(
         )
     check_same_dtype("conv2d_backward", dout=dout, weight=cache.weight)
     dbias = dout.sum(axis=(0, 2, 3)) if cache.has_bias else None
-    dx, dweight = _backward(dout, cache, input_gradient)
+    dx = np.empty(cache.input_shape, dtype=dout.dtype) if input_gradient else None
+
+    def backward_part(part: ImagePart) -> np.ndarray:
+        target = None if dx is None else dx[part.images]
+        return _backward(dout[part.images], cache, part, target)
+
+    dweights = _parallel.run([functools.partial(backward_part, part) for part in cache.parts])
+    dweight = dweights[0]
+    for more in dweights[1:]:
+        dweight += more
     return dx, dweight, dbias
 
 
@@ -436,12 +478,12 @@ def _add_columns_back(dcols, dxp, kernel, stride, dilation, out_hw) -> None:
     dxp[...] = summed.transpose(1, 0, 2, 3)
 
 
-def _grouped_forward(xp, weight, groups, stride, dilation, out_hw) -> np.ndarray:
-    n = xp.shape[0]
+def _grouped_forward(xp, weight, groups, stride, dilation, out) -> None:
+    """out (N, C_out, Ho, Wo) = the convolution of the padded input, by im2col and GEMM."""
+    n, out_hw = xp.shape[0], out.shape[2:]
     c_out, cg, kh, kw = weight.shape
     k = cg * kh * kw
     w_groups = weight.reshape(groups, c_out // groups, k)
-    out = np.empty((n, c_out, out_hw[0], out_hw[1]), dtype=xp.dtype)
     tile = _tile_size(groups * k * out_hw[0] * out_hw[1] * xp.itemsize, n)
     for start in range(0, n, tile):
         stop = min(start + tile, n)
@@ -449,7 +491,6 @@ def _grouped_forward(xp, weight, groups, stride, dilation, out_hw) -> np.ndarray
         result = scratch("conv product", (groups, c_out // groups, cols.shape[2]), xp.dtype)
         np.matmul(w_groups, cols, out=result)
         out[start:stop] = result.reshape(c_out, stop - start, *out_hw).transpose(1, 0, 2, 3)
-    return out
 
 
 def _grouped_backward(dout, xp, weight, groups, stride, dilation, out_hw, input_gradient=True):
@@ -476,11 +517,12 @@ def _grouped_backward(dout, xp, weight, groups, stride, dilation, out_hw, input_
     return dxp, dweight.reshape(weight.shape)
 
 
-def _pointwise_forward(xp, weight) -> np.ndarray:
-    """1x1 convolution, stride 1: y[n] = W (C_out, C_in) @ x[n] (C_in, H*W), one GEMM per image."""
+def _pointwise_forward(xp, weight, out) -> None:
+    """1x1 convolution, stride 1: y[n] = W (C_out, C_in) @ x[n] (C_in, H*W), one GEMM per image,
+    into out (N, C_out, H, W)."""
     n, c, h, w = xp.shape
-    product = np.matmul(weight.reshape(weight.shape[0], c), xp.reshape(n, c, h * w))
-    return product.reshape(n, weight.shape[0], h, w)
+    product = out.reshape(n, weight.shape[0], h * w)
+    np.matmul(weight.reshape(weight.shape[0], c), xp.reshape(n, c, h * w), out=product)
 
 
 def _pointwise_backward(dout, xp, weight, input_gradient=True):
@@ -494,9 +536,10 @@ def _pointwise_backward(dout, xp, weight, input_gradient=True):
     return dx, dweight.reshape(weight.shape)
 
 
-def _depthwise_forward(xp, weight, stride, dilation, out_hw) -> np.ndarray:
-    n, c = xp.shape[:2]
-    out = np.zeros((n, c, out_hw[0], out_hw[1]), dtype=xp.dtype)
+def _depthwise_forward(xp, weight, stride, dilation, out) -> None:
+    """out (N, C, Ho, Wo) = the depthwise convolution of the padded input, tap by tap."""
+    n, c, out_hw = *xp.shape[:2], out.shape[2:]
+    out[...] = 0
     for images, channels in cache_blocks(n, c, out_hw[0] * out_hw[1] * xp.itemsize):
         block, source = out[images, channels], xp[images, channels]
         taps = weight[channels, 0]
@@ -505,7 +548,6 @@ def _depthwise_forward(xp, weight, stride, dilation, out_hw) -> np.ndarray:
             for v in range(weight.shape[3]):
                 columns = window_slice(v * dilation[1], stride[1], out_hw[1])
                 block += source[:, :, rows, columns] * taps[None, :, u, v, None, None]
-    return out
 
 
 def _depthwise_backward(dout, xp, weight, stride, dilation, out_hw):

@@ -20,6 +20,7 @@ import numpy as np
 
 from cnnkit.functional import _compiled, reference
 from cnnkit.functional._args import check_float, check_same_dtype
+from cnnkit.functional._parallel import by_images
 
 Allreduce = Callable[[np.ndarray], np.ndarray]
 
@@ -80,7 +81,7 @@ def _by_channel(*arrays: np.ndarray) -> list[np.ndarray]:
 
 def _channel_square_sums(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
     sums = np.empty(x.shape[1])
-    _compiled.channel_square_sums(*_by_channel(x, mean.astype(x.dtype)), sums)
+    by_images(_compiled.channel_square_sums, *_by_channel(x, mean.astype(x.dtype)), totals=[sums])
     return sums.astype(x.dtype)
 
 
@@ -173,7 +174,7 @@ def batch_norm(
         ones, zeros = np.ones_like(inv_std), np.zeros_like(inv_std)
         affine = (ones if gamma is None else gamma, zeros if beta is None else beta)
         kernel = _compiled.batch_norm_relu_forward if relu else _compiled.batch_norm_forward
-        kernel(*_by_channel(x, mean, inv_std), *affine, *_by_channel(out))
+        by_images(kernel, *_by_channel(x, mean, inv_std), *affine, *_by_channel(out))
         cache = BatchNormCache(None, inv_std, gamma, training, count, allreduce, x=x, mean=mean)
         cache.relu_of = affine if relu else None
         return out, cache
@@ -255,8 +256,11 @@ def batch_norm_backward(
     mean_dy, mean_dy_xhat = sum_dy / count, sum_dy_xhat / count
     if compiled:
         dx = np.empty_like(dout)
-        _compiled.batch_norm_input_gradient(
-            _by_channel(dout)[0], *normalizing, *_by_channel(mean_dy, mean_dy_xhat, scale, dx)
+        by_images(
+            _compiled.batch_norm_input_gradient,
+            _by_channel(dout)[0],
+            *normalizing,
+            *_by_channel(mean_dy, mean_dy_xhat, scale, dx),
         )
     else:
         ndim = dout.ndim
@@ -272,14 +276,17 @@ def _fused_relu_backward(dout: np.ndarray, cache: BatchNormCache) -> tuple:
     scale = cache.inv_std if cache.gamma is None else cache.gamma * cache.inv_std
     normalizing = (*_by_channel(cache.x, cache.mean, cache.inv_std), *cache.relu_of)
     sums = np.empty(dout.shape[1]), np.empty(dout.shape[1])
-    _compiled.batch_norm_relu_sums(*_by_channel(dout), *normalizing, *sums)
+    by_images(_compiled.batch_norm_relu_sums, *_by_channel(dout), *normalizing, totals=sums)
     dbeta, dgamma = (s.astype(dout.dtype) for s in sums)
     sum_dy, sum_dy_xhat = _summed(cache.allreduce, dbeta, dgamma)
     count = dout.dtype.type(cache.count)
     mean_dy, mean_dy_xhat = sum_dy / count, sum_dy_xhat / count
     dx = np.empty_like(dout)
-    _compiled.batch_norm_relu_input_gradient(
-        _by_channel(dout)[0], *normalizing, *_by_channel(mean_dy, mean_dy_xhat, scale, dx)
+    by_images(
+        _compiled.batch_norm_relu_input_gradient,
+        _by_channel(dout)[0],
+        *normalizing,
+        *_by_channel(mean_dy, mean_dy_xhat, scale, dx),
     )
     return dx, dgamma, dbeta
 
@@ -288,5 +295,6 @@ def _compiled_gradient_sums(dout: np.ndarray, normalizing: list) -> tuple[np.nda
     """(sum dy, sum dy * xhat) per channel in one compiled pass, accumulated in float64, xhat
     recomputed from ``normalizing`` = (x, mean, inv_std) as the forward pass computed it."""
     sum_dy, sum_dy_xhat = np.empty(dout.shape[1]), np.empty(dout.shape[1])
-    _compiled.batch_norm_sums(*_by_channel(dout), *normalizing, sum_dy, sum_dy_xhat)
+    totals = (sum_dy, sum_dy_xhat)
+    by_images(_compiled.batch_norm_sums, *_by_channel(dout), *normalizing, totals=totals)
     return sum_dy.astype(dout.dtype), sum_dy_xhat.astype(dout.dtype)

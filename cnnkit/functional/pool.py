@@ -32,6 +32,7 @@ from cnnkit.functional._args import (
     unpad_hw,
     window_slice,
 )
+from cnnkit.functional._parallel import by_images
 
 WINDOW_KERNEL_MAX_OUTPUTS = 36
 """Other than 2x2 windows at stride 2 without padding (which have a kernel of their own), planes
@@ -227,12 +228,13 @@ def _compiled_backward(dout: np.ndarray, cache: MaxPool2dCache) -> np.ndarray:
     dx = np.empty(x.shape, dtype=dout.dtype)
     no_padding = geometry.padding == ((0, 0), (0, 0))
     if geometry.kernel == geometry.stride == (2, 2) and no_padding:
-        _compiled.max_pool_backward_2x2(x, grads, cache.argmax, dx)
+        by_images(_compiled.max_pool_backward_2x2, x, grads, cache.argmax, dx)
         return dx
     (top, _), (left, _) = geometry.padding
     small = geometry.out_hw[0] * geometry.out_hw[1] <= WINDOW_KERNEL_MAX_OUTPUTS
     kernel = _compiled.max_pool_backward_by_window if small else _compiled.max_pool_backward
-    kernel(
+    by_images(
+        kernel,
         x,
         grads,
         *geometry.kernel,

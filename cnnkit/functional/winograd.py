@@ -41,16 +41,15 @@ every size, so the automatic choice uses it for float64 only, where it stays nea
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from cnnkit.functional import _weight_cache
 from cnnkit.functional._scratch import scratch
 
 CHUNK_BYTES = 8 * 2**20
-WEIGHT_CACHE_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -143,60 +142,11 @@ def weight_gradient(du: np.ndarray, transforms: Transforms) -> np.ndarray:
     return np.ascontiguousarray(taps.reshape(3, 3, c_out, c_in).transpose(2, 3, 0, 1))
 
 
-class _WeightCache:
-    """U = G W G^T kept between inference calls, for weights whose bits have not changed.
-
-    Used only under cnnkit.no_grad(): a training step always transforms its weights afresh,
-    so an optimizer's in-place update can never meet a stale U there. In inference the entry
-    for (data pointer, shape, strides, dtype, m) holds a copy of the weight it was made from and
-    is used only when the weight is bit-for-bit that copy (an integer comparison: NaN and -0.0
-    included), so a weight changed in place, or a new array at a freed array's address, gets a
-    new U. The comparison reads the weight twice where the transform writes (alpha/3)^2 of it
-    and transposes it; entries are evicted least recently used beyond WEIGHT_CACHE_BYTES.
-    """
-
-    def __init__(self) -> None:
-        self._entries: OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = OrderedDict()
-
-    @staticmethod
-    def _bits(array: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(array).view(f"u{array.itemsize}")
-
-    def get(self, weight: np.ndarray, transforms: Transforms) -> np.ndarray:
-        """U for ``weight``, from the cache when its bits match the cached copy's."""
-        key = (
-            weight.__array_interface__["data"][0],
-            weight.shape,
-            weight.strides,
-            weight.dtype.str,
-            transforms.m,
-        )
-        entry = self._entries.get(key)
-        if entry is not None and np.array_equal(entry[0], self._bits(weight)):
-            self._entries.move_to_end(key)
-            return entry[1]
-        u = weight_transform(weight, transforms)
-        self._entries[key] = (self._bits(weight).copy(), u)
-        self._entries.move_to_end(key)
-        while sum(a.nbytes + b.nbytes for a, b in self._entries.values()) > WEIGHT_CACHE_BYTES:
-            self._entries.popitem(last=False)
-        return u
-
-    def clear(self) -> None:
-        """Forget every cached U."""
-        self._entries.clear()
-
-
-WEIGHT_CACHE = _WeightCache()
-
-
 def transformed_weight(weight: np.ndarray, transforms: Transforms) -> np.ndarray:
-    """U = G W G^T: cached under cnnkit.no_grad() (see _WeightCache), computed otherwise."""
-    from cnnkit.nn.grad_mode import is_grad_enabled  # cnnkit.nn imports cnnkit.functional
-
-    if is_grad_enabled():
-        return weight_transform(weight, transforms)
-    return WEIGHT_CACHE.get(weight, transforms)
+    """U = G W G^T: cached under cnnkit.no_grad() (see cnnkit.functional._weight_cache)."""
+    return _weight_cache.layout(
+        weight, ("winograd", transforms.m), lambda w: weight_transform(w, transforms)
+    )
 
 
 def _chunks(n: int, per_image_bytes: int):
@@ -245,13 +195,12 @@ def tile_transform_adjoint(values: np.ndarray, left: np.ndarray, step: int, tile
     dest[...] = summed[:, :, :h, :w].transpose(1, 0, 2, 3)
 
 
-def forward(xp: np.ndarray, weight: np.ndarray, transforms: Transforms, out_hw) -> np.ndarray:
-    """y (N, C_out, Ho, Wo) from the padded input xp: V = B^T d B, M = U V, Y = A^T M A."""
-    n, c_in = xp.shape[:2]
+def forward(xp: np.ndarray, weight: np.ndarray, transforms: Transforms, out) -> None:
+    """out = y (N, C_out, Ho, Wo) from the padded input xp: V = B^T d B, M = U V, Y = A^T M A."""
+    (n, c_in), out_hw = xp.shape[:2], out.shape[2:]
     c_out, alpha, m = weight.shape[0], transforms.alpha, transforms.m
     bt, _, at = _matrices(transforms, xp.dtype)
     u = transformed_weight(weight, transforms)
-    out = np.empty((n, c_out, *out_hw), dtype=xp.dtype)
     tiles_hw = tiles(out_hw, m)
     per_image = alpha**2 * (c_in + c_out) * tiles_hw[0] * tiles_hw[1] * xp.itemsize
     for start, stop in _chunks(n, per_image):
@@ -261,7 +210,6 @@ def forward(xp: np.ndarray, weight: np.ndarray, transforms: Transforms, out_hw) 
         tile_transform_adjoint(
             mt.reshape(alpha, alpha, c_out, -1), at.T, m, tiles_hw, out[start:stop]
         )
-    return out
 
 
 def backward(dout, xp: np.ndarray, weight: np.ndarray, transforms: Transforms, input_grad=True):

@@ -1,0 +1,137 @@
+"""A batch split between threads computes what one thread computes (cnnkit.functional._parallel).
+
+The convolution's split is checked against PyTorch in test_conv_hypothesis.py (every path, 1 to
+3 threads); here: the slicing, the runner's errors and grad mode, and batch norm, ReLU and
+max pooling split against the same kernels on one thread.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from threadpoolctl import threadpool_limits
+
+import cnnkit
+import cnnkit.functional as F
+from cnnkit.functional import _compiled, _parallel
+from cnnkit.nn.grad_mode import is_grad_enabled
+
+
+@pytest.fixture
+def split_everything(monkeypatch):
+    """Split every batch of two or more images, however small."""
+    monkeypatch.setattr(_parallel, "MIN_PART_BYTES", 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(count=st.integers(0, 50), parts=st.integers(1, 8))
+def test_split_covers_the_batch_in_near_equal_contiguous_parts(count, parts):
+    slices = _parallel.split(count, parts)
+    assert len(slices) == max(1, min(parts, count))
+    assert slices[0].start == 0 and slices[-1].stop == count
+    assert all(a.stop == b.start for a, b in zip(slices, slices[1:]))
+    sizes = [s.stop - s.start for s in slices]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_parts_follow_the_blas_threads_and_the_size_floor(monkeypatch):
+    monkeypatch.setattr(_parallel, "MIN_PART_BYTES", 100)
+    with threadpool_limits(2, "blas"):
+        assert len(_parallel.parts_for(8, 1000)) == 2
+        assert len(_parallel.parts_for(8, 150)) == 1  # two parts would be under 100 bytes each
+        assert len(_parallel.parts_for(1, 1000)) == 1
+    with threadpool_limits(1, "blas"):
+        assert len(_parallel.parts_for(8, 1000)) == 1
+
+
+def test_run_waits_for_every_task_and_raises_the_first_error():
+    finished = []
+    started = threading.Event()
+
+    def slow_worker_task():
+        started.wait(5)
+        finished.append("worker")
+        return 2
+
+    def failing_first_task():
+        started.set()
+        raise ValueError("first part failed")
+
+    with threadpool_limits(2, "blas"), pytest.raises(ValueError, match="first part failed"):
+        _parallel.run([failing_first_task, slow_worker_task])
+    assert finished == ["worker"]  # it finished before run raised
+
+    def failing_worker_task():
+        raise KeyError("worker part failed")
+
+    with pytest.raises(KeyError, match="worker part failed"):
+        _parallel.run([lambda: 1, failing_worker_task])
+
+
+def test_run_returns_results_in_task_order_and_limits_blas_meanwhile():
+    with threadpool_limits(2, "blas"):
+        results = _parallel.run([lambda: ("a", _parallel.blas_threads()), lambda: "b"])
+        assert results == [("a", 1), "b"]
+        assert _parallel.blas_threads() == 2  # restored afterwards
+
+
+def test_workers_run_in_the_callers_grad_mode():
+    with cnnkit.no_grad():
+        modes = _parallel.run([is_grad_enabled, is_grad_enabled])
+    assert modes == [False, False]
+    assert _parallel.run([is_grad_enabled, is_grad_enabled]) == [True, True]
+
+
+def test_by_images_without_a_batched_argument_runs_once():
+    calls = []
+    _parallel.by_images(lambda a, b: calls.append((a.shape, b)), np.zeros(4), 3)
+    assert calls == [((4,), 3)]
+
+
+def on_threads(threads, call):
+    with threadpool_limits(threads, "blas"):
+        return call()
+
+
+needs_numba = pytest.mark.skipif(not _compiled.ENABLED, reason="the split kernels are numba's")
+
+
+@needs_numba
+@pytest.mark.usefixtures("split_everything")
+@pytest.mark.parametrize("relu", [False, True])
+def test_batch_norm_split_matches_one_thread(rng, relu):
+    x = rng.standard_normal((5, 3, 4, 6))
+    gamma, beta, dout = rng.standard_normal(3), rng.standard_normal(3), rng.standard_normal(x.shape)
+
+    def step():
+        stats = np.zeros(3), np.ones(3)
+        out, cache = F.batch_norm(x, *stats, gamma, beta, training=True, relu=relu)
+        return (out, *stats, *F.batch_norm_backward(dout, cache))
+
+    for split, single in zip(on_threads(3, step), on_threads(1, step), strict=True):
+        np.testing.assert_allclose(split, single, rtol=1e-13, atol=1e-14)
+
+
+@needs_numba
+@pytest.mark.usefixtures("split_everything")
+def test_relu_and_max_pool_split_are_bit_for_bit_one_thread(rng):
+    x = rng.standard_normal((4, 2, 6, 6)).astype(np.float32)
+    x[0, 0, 0, :3] = [np.nan, 0.0, -0.0]
+
+    def step(kernel_size, stride):
+        out, mask = F.relu(x)
+        dx = F.relu_backward(np.ones_like(out), mask)
+        pooled, cache = F.max_pool2d(x, kernel_size, stride)
+        return out, mask, dx, pooled, F.max_pool2d_backward(np.ones_like(pooled), cache)
+
+    for geometry in [(2, 2), (3, 2), (3, 1)]:
+        split, single = (
+            on_threads(2, lambda: step(*geometry)),
+            on_threads(1, lambda: step(*geometry)),
+        )
+        for ours, theirs in zip(split, single, strict=True):
+            np.testing.assert_array_equal(ours, theirs)
