@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from cnnkit.functional import _compiled, pool
 from cnnkit.functional.activation import relu, relu_backward
 from cnnkit.functional.conv import conv2d, conv2d_backward
+from cnnkit.functional.modern_activation import hardtanh
 from cnnkit.functional.norm import batch_norm, batch_norm_backward
 from cnnkit.functional.pool import max_pool2d, max_pool2d_backward
 
@@ -390,6 +391,19 @@ def test_compiled_relu_equals_numpy_bit_for_bit(shape, dtype, seed):
     np.testing.assert_array_equal(our_mask, their_mask)
     np.testing.assert_array_equal(ours, theirs)  # NaN where NaN
     np.testing.assert_array_equal(np.signbit(ours), np.signbit(theirs))  # -0.0 becomes 0.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(**relu_cases, bounds=st.sampled_from([(0.0, 6.0), (-1.0, 1.0), (-0.5, 2.25), (1.0, 1.0)]))
+def test_compiled_hardtanh_equals_numpy_bit_for_bit(shape, dtype, seed, bounds):
+    rng = np.random.default_rng(seed)
+    x = with_specials(rng, shape, dtype, [np.nan, np.inf, -np.inf, 0.0, -0.0, *bounds])
+    (ours, our_mask), (theirs, their_mask) = both(hardtanh, x, *bounds)
+    assert ours.dtype == theirs.dtype == dtype and our_mask.dtype == their_mask.dtype == bool
+    np.testing.assert_array_equal(our_mask, their_mask)  # a NaN passes, a bound does not
+    np.testing.assert_array_equal(ours, theirs)
+    (inplace, _) = with_kernels(True, hardtanh, x.copy(), *bounds, inplace=True)
+    np.testing.assert_array_equal(inplace, theirs)
 
 
 @settings(max_examples=40, deadline=None)

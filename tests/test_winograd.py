@@ -259,8 +259,11 @@ def test_float32_winograd_only_on_one_blas_thread(monkeypatch):
             (1, 128, 16, 16), weight_shape, 1, one, pad, one, (16, 16), np.float32
         )
         assert path == "grid"
-        # two images: one per thread, each part's kernels run one BLAS thread
+        # two images, one per thread (one BLAS thread each): F(2, 3) from 256 channels
         path, slices = conv_module._plan(
             (2, 128, 16, 16), weight_shape, 1, one, pad, one, (16, 16), np.float32
         )
-    assert (path, slices) == ("winograd2", [slice(0, 1), slice(1, 2)])
+        assert (path, slices) == ("grid", [slice(0, 1), slice(1, 2)])
+        wider = (256, 256, 3, 3)
+        path, _ = conv_module._plan((2, 256, 16, 16), wider, 1, one, pad, one, (16, 16), np.float32)
+    assert path == "winograd2"

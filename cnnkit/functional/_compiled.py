@@ -612,6 +612,16 @@ def _relu(x, out, positive):
         result[i] = value if keep else 0
 
 
+def _hardtanh(x, low, high, out, inside):
+    """out = min(max(x, low), high) as np.clip computes it (a NaN stays) and inside = not
+    (x <= low or x >= high) (NaN included, torch passes its gradient), one pass; out may be x."""
+    values, result, mask = x.ravel(), out.ravel(), inside.ravel()
+    for i in range(values.size):
+        value = values[i]
+        mask[i] = not ((value <= low) | (value >= high))
+        result[i] = low if value < low else (high if value > high else value)
+
+
 def _relu_backward(dout, positive, dx):
     """dx = dout where positive, else +0 (an inf or NaN dout included), as torch's threshold
     backward and activation.relu_backward's NumPy form."""
@@ -647,3 +657,4 @@ _relu_gated = _compile(_relu_gated)
 batch_norm_relu_sums = _compile(_batch_norm_relu_sums, fastmath={"reassoc"})
 batch_norm_relu_input_gradient = _compile(_batch_norm_relu_input_gradient)
 relu_backward = _compile(_relu_backward)
+hardtanh = _compile(_hardtanh)

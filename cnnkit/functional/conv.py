@@ -170,15 +170,18 @@ def _forced(setting, x_shape, weight_shape, groups, stride, pad, dilation, out_h
     return None
 
 
-def _select(x_shape, weight_shape, groups, stride, pad, dilation, out_hw, dtype, blas_threads):
+def _select(
+    x_shape, weight_shape, groups, stride, pad, dilation, out_hw, dtype, blas_threads, parts
+):
     """The path for this layer: CNNKIT_CONV_PATH's where it can take the layer, otherwise the
-    measured rule (see docs/performance.md) for kernels running ``blas_threads`` BLAS threads."""
+    measured rule (see docs/performance.md) for kernels running ``blas_threads`` BLAS threads
+    on each of ``parts`` threads."""
     setting = path_setting()
     forced = _forced(setting, x_shape, weight_shape, groups, stride, pad, dilation, out_hw)
     if forced is not None:
         return forced
     winograd_path = _winograd_rule(
-        x_shape, weight_shape, groups, stride, dilation, out_hw, dtype, blas_threads
+        x_shape, weight_shape, groups, stride, dilation, out_hw, dtype, blas_threads, parts
     )
     if winograd_path is not None:
         return winograd_path
@@ -202,13 +205,22 @@ def _plan(x_shape, weight_shape, groups, stride, pad, dilation, out_hw, dtype):
     part_shape = (max(part.stop - part.start for part in slices), *x_shape[1:])
     blas_threads = 1 if len(slices) > 1 else _parallel.blas_threads()
     path = _select(
-        part_shape, weight_shape, groups, stride, pad, dilation, out_hw, dtype, blas_threads
+        part_shape,
+        weight_shape,
+        groups,
+        stride,
+        pad,
+        dilation,
+        out_hw,
+        dtype,
+        blas_threads,
+        len(slices),
     )
     return path, slices
 
 
 def _winograd_rule(
-    x_shape, weight_shape, groups, stride, dilation, out_hw, dtype, blas_threads
+    x_shape, weight_shape, groups, stride, dilation, out_hw, dtype, blas_threads, parts
 ) -> str | None:
     """The Winograd path the measured rule picks for this layer, or None.
 
@@ -231,15 +243,23 @@ def _winograd_rule(
                   8x256x256x14  46.6 / 52.4 / 56.8
         float64   128x64x64x16  120 / 133 / 114     32x128x128x32 368 / 336 / 260
 
+    and with the batch split between two threads, one BLAS thread each (cnnkit.functional.
+    _parallel: the two threads share the memory bandwidth the tile transforms need):
+
+        float32   32x128x128x32 201 / 229 / 157     64x128x128x16 98.3 / 91.3 / 86.5
+                  8x256x256x14  40.0 / 32.6 / 40.7  16x256x256x28 265  / 195  / 148
+
     so float32 takes F(2, 3) from 128 channels in and out on outputs of at least 14 x 14 when
-    BLAS runs one thread (never F(4, 3): its rounding exceeds the float32 tolerance, see
-    winograd.py), and float64 takes F(4, 3) from 32 channels on outputs of at least 8 x 8. A
-    7 x 7 output wastes 31% of the tiles' work on their padding and keeps the grid/im2col rule.
+    BLAS runs one thread alone, from 256 when two or more threads split the batch (never
+    F(4, 3): its rounding exceeds the float32 tolerance, see winograd.py), and float64 takes
+    F(4, 3) from 32 channels on outputs of at least 8 x 8. A 7 x 7 output wastes 31% of the
+    tiles' work on their padding and keeps the grid/im2col rule.
     """
     if not winograd.applies(weight_shape, groups, stride, dilation):
         return None
     channels, size = min(x_shape[1], weight_shape[0]), min(out_hw)
-    if dtype == np.float32 and channels >= 128 and size >= 14 and blas_threads == 1:
+    wide_enough = channels >= (128 if parts == 1 else 256)
+    if dtype == np.float32 and wide_enough and size >= 14 and blas_threads == 1:
         return "winograd2"
     if dtype == np.float64 and channels >= 32 and size >= 8:
         return "winograd4"

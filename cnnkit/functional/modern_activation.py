@@ -23,7 +23,9 @@ import numbers
 
 import numpy as np
 
-from cnnkit.functional.activation import sigmoid
+from cnnkit.functional import _compiled
+from cnnkit.functional._parallel import by_images
+from cnnkit.functional.activation import _compiled_relu_takes, sigmoid
 
 GELU_APPROXIMATIONS = ("none", "tanh")
 SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
@@ -47,6 +49,11 @@ def hardtanh(
         raise ValueError(
             f"hardtanh min_val must be <= max_val, got min_val={min_val!r}, max_val={max_val!r}"
         )
+    if _compiled_relu_takes(z):
+        out, inside = (z if inplace else np.empty_like(z)), np.empty(z.shape, dtype=bool)
+        low, high = z.dtype.type(min_val), z.dtype.type(max_val)
+        by_images(_compiled.hardtanh, z, low, high, out, inside)
+        return out, inside
     inside = ~((z <= min_val) | (z >= max_val))
     return np.clip(z, min_val, max_val, out=z if inplace else None), inside
 
