@@ -22,6 +22,9 @@ path can compute (winograd: 3x3, stride 1, dilation 1, one group; grid: one grou
 kernel larger than 1x1; im2col: every layer; pointwise: 1x1, one group), and every other layer
 keeps the automatic rule, measured on this machine (see :func:`_winograd_rule` and
 _shifted_conv.plan). ``CNNKIT_KERNELS=reference`` runs the reference loops whatever the switch.
+With more than one BLAS thread the batch is split between that many threads, each running the
+chosen path on its own images with single-threaded BLAS (cnnkit.functional._parallel); the
+weight gradient is the sum of the parts'.
 """
 
 from __future__ import annotations
