@@ -28,7 +28,9 @@ def _compile(function, fastmath=False):
     """numba.njit (cached on disk), or None without numba.
 
     The loops run on the calling thread: parallel numba threads competed with OpenBLAS' spinning
-    worker threads between the GEMMs of a training step and made it slower, not faster.
+    worker threads between the GEMMs of a training step and made it slower, not faster. Their
+    callers split the batch between Python threads instead (cnnkit.functional._parallel), with
+    BLAS on one thread meanwhile; nogil lets those threads run the loops at once.
     """
     if numba is None:
         return None
