@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
+    cnnkit.keep_freed_memory()  # as `cnnkit predict --onnx` does: freed arrays are reused
 
     import onnxruntime as ort
     from onnx.reference import ReferenceEvaluator
