@@ -7,7 +7,10 @@ max pooling split against the same kernels on one thread.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -135,3 +138,17 @@ def test_relu_and_max_pool_split_are_bit_for_bit_one_thread(rng):
         )
         for ours, theirs in zip(split, single, strict=True):
             np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_a_forked_child_gets_its_own_worker_threads():
+    with threadpool_limits(2, "blas"):
+        assert _parallel.run([lambda: 1, lambda: 2]) == [1, 2]  # the parent's pool exists
+        time.sleep(0.1)  # its worker goes idle: a child would then wait for it forever
+        pid = os.fork()
+        if pid == 0:  # the child: its parent's worker thread is not here
+            signal.alarm(10)  # a child waiting on a missing thread dies instead of hanging
+            code = 0 if _parallel.run([lambda: 1, lambda: 2]) == [1, 2] else 1
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

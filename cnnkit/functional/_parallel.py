@@ -15,6 +15,7 @@ BLAS thread means no split and the kernels run exactly as before.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -39,7 +40,9 @@ def blas_threads() -> int:
 
 
 @functools.cache
-def _pool(workers: int) -> ThreadPoolExecutor:
+def _pool(workers: int, process: int) -> ThreadPoolExecutor:
+    """The worker threads of this process (a forked child gets its own: its parent's threads
+    do not exist there)."""
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cnnkit")
 
 
@@ -76,7 +79,9 @@ def run(tasks: Sequence[Callable[[], T]]) -> list[T]:
             return task()
 
     with _blas().limit(limits=1):
-        futures = [_pool(len(tasks) - 1).submit(in_callers_mode, task) for task in tasks[1:]]
+        futures = [
+            _pool(len(tasks) - 1, os.getpid()).submit(in_callers_mode, task) for task in tasks[1:]
+        ]
         try:
             first = tasks[0]()
         finally:
