@@ -28,6 +28,7 @@ from cnnkit.nn.grad_mode import is_grad_enabled
 def split_everything(monkeypatch):
     """Split every batch of two or more images, however small."""
     monkeypatch.setattr(_parallel, "MIN_PART_BYTES", 1)
+    monkeypatch.setattr(_parallel, "MIN_LOOP_PART_BYTES", 1)
 
 
 @settings(max_examples=200, deadline=None)
@@ -47,6 +48,7 @@ def test_parts_follow_the_blas_threads_and_the_size_floor(monkeypatch):
         assert len(_parallel.parts_for(8, 1000)) == 2
         assert len(_parallel.parts_for(8, 150)) == 1  # two parts would be under 100 bytes each
         assert len(_parallel.parts_for(1, 1000)) == 1
+        assert len(_parallel.parts_for(8, 1000, min_part_bytes=600)) == 1  # a loop's floor
     with threadpool_limits(1, "blas"):
         assert len(_parallel.parts_for(8, 1000)) == 1
 
