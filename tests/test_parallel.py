@@ -154,3 +154,10 @@ def test_a_forked_child_gets_its_own_worker_threads():
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_batch_too_small_to_split_runs_on_one_blas_thread_and_one_image_on_all():
+    with threadpool_limits(2, "blas"):
+        assert _parallel.run([_parallel.blas_threads], batch=4) == [1]
+        assert _parallel.run([_parallel.blas_threads], batch=1) == [2]
+        assert _parallel.blas_threads() == 2

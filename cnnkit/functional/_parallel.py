@@ -69,15 +69,22 @@ def parts_for(count: int, nbytes: int, min_part_bytes: int | None = None) -> lis
     return split(count, min(blas_threads(), nbytes // max(floor, 1)))
 
 
-def run(tasks: Sequence[Callable[[], T]]) -> list[T]:
+def run(tasks: Sequence[Callable[[], T]], batch: int = 1) -> list[T]:
     """[task() for task in tasks], concurrently: the first on the calling thread, the rest on
     worker threads, BLAS limited to one thread meanwhile and the caller's grad mode in force.
 
+    A single task for a ``batch`` of several images, too small to split, also runs with one
+    BLAS thread: after a multi-threaded call OpenBLAS' workers spin for about 0.1 s, and would
+    take a core from the next layer's split (mini-Xception inference: one unsplit first layer
+    made every later split slower than none). One image keeps every BLAS thread.
     Every task finishes before this returns or raises (the first error is raised), so no
     worker is left writing into a caller's array.
     """
     if len(tasks) == 1:
-        return [tasks[0]()]
+        if batch == 1:
+            return [tasks[0]()]
+        with _blas().limit(limits=1):
+            return [tasks[0]()]
     from cnnkit.nn.grad_mode import is_grad_enabled, no_grad  # cnnkit.nn imports functional
 
     grad_enabled = is_grad_enabled()

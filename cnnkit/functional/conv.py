@@ -357,7 +357,8 @@ def conv2d(
         )
         return ImagePart(images, saved, grid)
 
-    parts = _parallel.run([functools.partial(forward_part, images) for images in slices])
+    tasks = [functools.partial(forward_part, images) for images in slices]
+    parts = _parallel.run(tasks, batch=x.shape[0])
     if bias is not None:
         out += bias[None, :, None, None]
     has_bias = bias is not None
@@ -472,7 +473,8 @@ def conv2d_backward(
         target = None if dx is None else dx[part.images]
         return _backward(dout[part.images], cache, part, target)
 
-    dweights = _parallel.run([functools.partial(backward_part, part) for part in cache.parts])
+    tasks = [functools.partial(backward_part, part) for part in cache.parts]
+    dweights = _parallel.run(tasks, batch=cache.input_shape[0])
     dweight = dweights[0]
     for more in dweights[1:]:
         dweight += more
