@@ -182,10 +182,11 @@ def test_prelu_starts_at_init_and_registers_its_weight():
 
 
 def away_from_kinks(x, kinks, gap=0.05):
-    """Move every value within ``gap`` of a kink to ``2 * gap`` from it."""
-    for kink in kinks:
-        near = np.abs(x - kink) < gap
-        x[near] = kink + np.where(x[near] < kink, -2 * gap, 2 * gap)
+    """Move every value within ``gap`` of a kink to ``2 * gap`` below the lowest kink (moving it
+    to 2 * gap from its own kink could land it on another: Hardtanh(2.5, 2.6))."""
+    if kinks:
+        near = np.any([np.abs(x - kink) < gap for kink in kinks], axis=0)
+        x[near] = min(kinks) - 2 * gap
     return x
 
 
