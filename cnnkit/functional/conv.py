@@ -400,16 +400,23 @@ def _run_forward(path, x, weight, stride, pad, dilation, groups, out_hw, out):
     return saved, None
 
 
-def _backward(dout, cache: Conv2dCache, part: ImagePart, dx) -> np.ndarray:
-    """dL/dweight of the images of ``part``, whose dL/dx (unpadded) goes into ``dx`` unless
-    it is None, by the kernels the forward pass took."""
-    weight, padding, saved, input_gradient = cache.weight, cache.padding, part.saved, dx is not None
+def _backward(dout, cache: Conv2dCache, part: ImagePart, input_gradient: bool, into) -> tuple:
+    """(dL/dx of the unpadded input or None, dL/dweight) of the images of ``part``, by the
+    kernels the forward pass took. The kernels that write dL/dx image by image (grid,
+    depthwise) write it into ``into`` when it is given, and return it; the others return
+    their own array (or a view of it)."""
+    weight, padding, saved = cache.weight, cache.padding, part.saved
+    dx_part = None
     if cache.path == "reference":
         args = (saved, weight, cache.stride, padding, cache.dilation, cache.groups)
-        dx_part, dweight, _ = reference.conv2d_backward(dout, *args)
+        dx_reference, dweight, _ = reference.conv2d_backward(dout, *args)
+        dx_part = dx_reference if input_gradient else None
     elif cache.path == "grid":
-        dweight = _shifted_conv.backward(dout, saved, part.grid, weight, cache.dilation, dx)
-        return dweight
+        grid = part.grid
+        if input_gradient:
+            shape = (grid.images, weight.shape[1], grid.height, grid.width)
+            dx_part = into if into is not None else np.empty(shape, dtype=dout.dtype)
+        dweight = _shifted_conv.backward(dout, saved, grid, weight, cache.dilation, dx_part)
     elif cache.path in WINOGRAD_PATHS:
         transforms = winograd.TRANSFORMS[WINOGRAD_PATHS[cache.path]]
         dxp, dweight = winograd.backward(dout, saved, weight, transforms, input_gradient)
@@ -418,16 +425,16 @@ def _backward(dout, cache: Conv2dCache, part: ImagePart, dx) -> np.ndarray:
         dx_part, dweight = _pointwise_backward(dout, saved, weight, input_gradient)
         (top, bottom), (left, right) = padding
         if dx_part is not None and (cache.stride != (1, 1) or top or bottom or left or right):
-            n, c, h, w = dx.shape
+            n, c, h, w = saved.shape[:2] + cache.input_shape[2:]
             dxp = np.zeros((n, c, h + top + bottom, w + left + right), dtype=dout.dtype)
             dxp[:, :, :: cache.stride[0], :: cache.stride[1]] = dx_part
             dx_part = unpad_hw(dxp, padding)
     elif cache.path == "depthwise":  # one pass computes both gradients
         dweight, grads = np.zeros_like(weight), np.ascontiguousarray(dout)
         geometry = (*cache.stride, *cache.dilation, padding[0][0], padding[1][0])
-        target = dx if dx is not None else np.empty_like(saved)
+        target = into if into is not None else np.empty_like(saved)
         _compiled.depthwise_backward(grads, saved, weight, *geometry, target, dweight)
-        return dweight
+        dx_part = target if input_gradient else None
     else:
         out_hw = dout.shape[2:]
         if cache.path == "padded" and _is_depthwise(saved.shape, weight.shape, cache.groups):
@@ -446,9 +453,7 @@ def _backward(dout, cache: Conv2dCache, part: ImagePart, dx) -> np.ndarray:
                 input_gradient,
             )
         dx_part = unpad_hw(dxp, padding) if input_gradient else None
-    if dx is not None:
-        np.copyto(dx, dx_part)
-    return dweight
+    return dx_part, dweight
 
 
 def conv2d_backward(
@@ -467,18 +472,23 @@ def conv2d_backward(
         )
     check_same_dtype("conv2d_backward", dout=dout, weight=cache.weight)
     dbias = dout.sum(axis=(0, 2, 3)) if cache.has_bias else None
-    dx = np.empty(cache.input_shape, dtype=dout.dtype) if input_gradient else None
+    split = len(cache.parts) > 1
+    # one part returns its kernels' dL/dx as it is; parts fill their slices of one array
+    dx = np.empty(cache.input_shape, dtype=dout.dtype) if input_gradient and split else None
 
-    def backward_part(part: ImagePart) -> np.ndarray:
-        target = None if dx is None else dx[part.images]
-        return _backward(dout[part.images], cache, part, target)
+    def backward_part(part: ImagePart) -> tuple:
+        into = None if dx is None else dx[part.images]
+        part_dx, dweight = _backward(dout[part.images], cache, part, input_gradient, into)
+        if into is not None and part_dx is not into:
+            np.copyto(into, part_dx)
+        return part_dx, dweight
 
     tasks = [functools.partial(backward_part, part) for part in cache.parts]
-    dweights = _parallel.run(tasks, batch=cache.input_shape[0])
-    dweight = dweights[0]
-    for more in dweights[1:]:
+    results = _parallel.run(tasks, batch=cache.input_shape[0])
+    dweight = results[0][1]
+    for _, more in results[1:]:
         dweight += more
-    return dx, dweight, dbias
+    return (dx if split else results[0][0]), dweight, dbias
 
 
 def _columns(xp, groups, kernel, stride, dilation, out_hw) -> np.ndarray:
