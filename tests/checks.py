@@ -1,5 +1,5 @@
-"""Checks that several test modules share: closeness to torch's result, and the error-message
-test over a module's own table of cases."""
+"""Checks that several test modules share: closeness to torch's result, the tolerances of the
+parity tests, the error-message test over a module's own table of cases, and a call recorder."""
 
 from __future__ import annotations
 
@@ -7,6 +7,12 @@ import numpy as np
 import pytest
 
 TOL = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=1e-4, atol=1e-4)}
+PARITY_TOL = {
+    np.dtype(np.float64): {"rtol": 1e-10, "atol": 1e-12},
+    np.dtype(np.float32): {"rtol": 1e-4, "atol": 1e-5},
+}
+"""Per dtype, the tolerance of the layer parity tests against torch (functional, activations,
+losses, resampling)."""
 
 
 def close(ours, theirs, dtype, what):
@@ -31,3 +37,16 @@ def error_message_test(cases):
             call()
 
     return test_error_messages
+
+
+def record_calls(monkeypatch, owner, name: str) -> list:
+    """Patch ``owner.name`` to record the shape of its first argument at every call; returns
+    the record (a list that grows as the patched function is called)."""
+    calls, original = [], getattr(owner, name)
+
+    def recorded(*args, **kwargs):
+        calls.append(args[0].shape)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, recorded)
+    return calls

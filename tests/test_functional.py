@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 import pytest
+from checks import PARITY_TOL as TOL
 
 import cnnkit.functional as F
 from cnnkit.functional import _args as args_module
@@ -23,10 +24,6 @@ pytestmark = pytest.mark.usefixtures("torch_single_thread")
 TF = torch.nn.functional
 
 DTYPES = [np.float64, np.float32]
-TOL = {
-    np.dtype(np.float64): {"rtol": 1e-10, "atol": 1e-12},
-    np.dtype(np.float32): {"rtol": 1e-4, "atol": 1e-5},
-}
 
 
 def tt(a: np.ndarray):

@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+from checks import PARITY_TOL as TOL
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,10 +24,6 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 SETTINGS = settings(max_examples=25, deadline=None)
-TOL = {
-    np.dtype(np.float64): {"rtol": 1e-10, "atol": 1e-12},
-    np.dtype(np.float32): {"rtol": 1e-4, "atol": 1e-5},
-}
 REDUCTIONS = ("none", "mean", "sum")
 dtypes = st.sampled_from([np.float64, np.float32])
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from checks import PARITY_TOL as TOL
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,10 +20,6 @@ pytestmark = pytest.mark.usefixtures("torch_single_thread")
 TF = torch.nn.functional
 
 SETTINGS = settings(max_examples=25, deadline=None)
-TOL = {
-    np.dtype(np.float64): {"rtol": 1e-10, "atol": 1e-12},
-    np.dtype(np.float32): {"rtol": 1e-4, "atol": 1e-5},
-}
 LINEAR = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
 

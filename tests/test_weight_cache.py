@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from checks import record_calls
 from threadpoolctl import threadpool_limits
 
 import cnnkit
 from cnnkit.functional import _parallel, _shifted_conv, _weight_cache
 from cnnkit.functional.conv import conv2d
-
-
-def counting_layout(monkeypatch) -> list:
-    """Patch _shifted_conv._by_kernel_row to record each call; returns the record."""
-    calls, original = [], _shifted_conv._by_kernel_row
-
-    def counted(weight):
-        calls.append(weight.shape)
-        return original(weight)
-
-    monkeypatch.setattr(_shifted_conv, "_by_kernel_row", counted)
-    return calls
 
 
 def torch_conv(x, weight):
@@ -30,7 +19,7 @@ def torch_conv(x, weight):
 def test_grid_layout_is_reused_until_the_weight_changes_in_place(rng, monkeypatch):
     monkeypatch.setenv("CNNKIT_CONV_PATH", "grid")
     _weight_cache.CACHE.clear()
-    calls = counting_layout(monkeypatch)
+    calls = record_calls(monkeypatch, _shifted_conv, "_by_kernel_row")
     x, weight = rng.standard_normal((2, 3, 7, 6)), rng.standard_normal((4, 3, 3, 3))
     with cnnkit.no_grad():
         first, _ = conv2d(x, weight, padding=1)
@@ -45,7 +34,7 @@ def test_grid_layout_is_reused_until_the_weight_changes_in_place(rng, monkeypatc
 
 def test_training_makes_the_layout_every_call(rng, monkeypatch):
     monkeypatch.setenv("CNNKIT_CONV_PATH", "grid")
-    calls = counting_layout(monkeypatch)
+    calls = record_calls(monkeypatch, _shifted_conv, "_by_kernel_row")
     x, weight = rng.standard_normal((1, 2, 5, 5)), rng.standard_normal((2, 2, 3, 3))
     conv2d(x, weight, padding=1)
     conv2d(x, weight, padding=1)
@@ -66,7 +55,7 @@ def test_threads_splitting_a_batch_make_one_layout(rng, monkeypatch):
     monkeypatch.setenv("CNNKIT_CONV_PATH", "grid")
     monkeypatch.setattr(_parallel, "MIN_PART_BYTES", 1)
     _weight_cache.CACHE.clear()
-    calls = counting_layout(monkeypatch)
+    calls = record_calls(monkeypatch, _shifted_conv, "_by_kernel_row")
     x, weight = rng.standard_normal((4, 3, 6, 6)), rng.standard_normal((5, 3, 3, 3))
     with cnnkit.no_grad(), threadpool_limits(2, "blas"):
         out, cache = conv2d(x, weight, padding=1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from checks import record_calls
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
@@ -127,22 +128,10 @@ def test_image_chunks_give_the_same_result(rng, monkeypatch):
         np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
 
 
-def counting_transform(monkeypatch) -> list:
-    """Patch winograd.weight_transform to record each call; returns the record."""
-    calls, original = [], winograd.weight_transform
-
-    def counted(weight, transforms):
-        calls.append(weight.shape)
-        return original(weight, transforms)
-
-    monkeypatch.setattr(winograd, "weight_transform", counted)
-    return calls
-
-
 def test_weight_cache_sees_in_place_updates(rng, monkeypatch):
     monkeypatch.setenv("CNNKIT_CONV_PATH", "winograd2")
     _weight_cache.CACHE.clear()
-    calls = counting_transform(monkeypatch)
+    calls = record_calls(monkeypatch, winograd, "weight_transform")
     x = rng.standard_normal((2, 3, 6, 5))
     weight = rng.standard_normal((4, 3, 3, 3))
     with cnnkit.no_grad():
@@ -163,7 +152,7 @@ def test_weight_cache_sees_in_place_updates(rng, monkeypatch):
 
 def test_training_transforms_the_weights_every_call(rng, monkeypatch):
     monkeypatch.setenv("CNNKIT_CONV_PATH", "winograd2")
-    calls = counting_transform(monkeypatch)
+    calls = record_calls(monkeypatch, winograd, "weight_transform")
     x, weight = rng.standard_normal((1, 2, 4, 4)), rng.standard_normal((2, 2, 3, 3))
     conv2d(x, weight, padding=1)
     conv2d(x, weight, padding=1)
