@@ -15,12 +15,15 @@ off(u, v) = u*d*Wg + v*d, a constant shift, so with W the weight as (C_out, C_in
 where cols'(dY) gathers dY (zero off the Ho x Wo valid outputs) at the offsets of the kernel
 rotated by 180 degrees, W_rot: the input gradient is a gather and a GEMM too, with no col2im
 scatter-add, and the weight gradient is cols'(dY) @ G^T, the same columns against the grid
-itself (a strided view, no copy), so the backward pass gathers once. Y is computed for every q
+itself, so the backward pass gathers once. Y is computed for every q
 on the grid and cropped; the price is the (Hg*Wg)/(Ho*Wo) extra arithmetic of the shared border
 (1.13x for 16 x 16 images and a 3x3 kernel), the gain that the columns are filled at memcpy
 speed instead of Wo values at a time.
 The columns are built chunk by chunk of whole grid rows, so that the column buffer stays
 within ``CHUNK_BYTES`` and each chunk's outputs are cropped into the images while still cached.
+G itself is never built for the whole batch: each chunk's rows of it are filled from the images
+(Grid.fill_rows) when the chunk is reached, in both passes, so a layer keeps only its input for
+backward, a view of the array the layer before returned, as torch keeps it.
 Only kernel row 0's C*kW rows are copied: row u's rows are the same copy shifted by off(u, 0)
 columns, so W @ cols = sum_u (W_u @ cols_0) shifted by off(u, 0), with W_u kernel row u's
 matrix: one GEMM of all kH row matrices stacked, then kH shifted adds. Against the full copy
@@ -81,6 +84,50 @@ class Grid:
         on_grid[:, :, :height, width:] = 0
         on_grid[:, :, :height, :width] = images.transpose(1, 0, 2, 3)
         return destination
+
+    def fill_rows(self, images: np.ndarray, first_row: int, array: np.ndarray) -> np.ndarray:
+        """array (C, k*Wg) = grid rows [first_row, first_row + k) of the blocks of images
+        (N, C, h, w): grid row g = n*Hg + r holds row r of image n where 0 <= n < N and r < h,
+        zeros right of it; every other row (negative g included) is zero. Returns array.
+
+        The inverse of :meth:`crop_rows`: a run of whole images is one copy, and the rows of
+        one chunk are built while they stay in the cache, so no grid of the whole batch is kept.
+        """
+        block_h, block_w = self.block
+        height, width = images.shape[2:]
+        lines = array.reshape(array.shape[0], -1, block_w)
+        lines[:, :, width:] = 0
+        row, last_row, grid_rows = 0, lines.shape[1], self.images * block_h
+        while row < last_row:
+            g = first_row + row
+            if g < 0 or g >= grid_rows:
+                stop = min(last_row, row - g) if g < 0 else last_row
+                lines[:, row:stop, :width] = 0
+                row = stop
+                continue
+            n, r = divmod(g, block_h)
+            whole = min((last_row - row) // block_h, self.images - n) if r == 0 else 0
+            if whole:
+                run = lines[:, row : row + whole * block_h].reshape(-1, whole, block_h, block_w)
+                run[:, :, :height, :width] = images[n : n + whole].transpose(1, 0, 2, 3)
+                run[:, :, height:, :width] = 0
+                row += whole * block_h
+                continue
+            stop = min(last_row, row + block_h - r)
+            kept = max(0, min(r + stop - row, height) - r)
+            lines[:, row : row + kept, :width] = images[n, :, r : r + kept]
+            lines[:, row + kept : stop, :width] = 0
+            row = stop
+        return array
+
+    def columns_of(self, images: np.ndarray, first: int, count: int, purpose: str) -> tuple:
+        """(rows, offset): G[:, first + j] = rows[:, offset + j] for j < count, G being
+        ``images`` on the grid (zero off them, ``lead`` columns first), built by
+        :meth:`fill_rows` in this thread's scratch buffer for ``purpose``."""
+        first_row, offset = divmod(first - self.lead, self.block[1])
+        lines = -(-(offset + count) // self.block[1])
+        rows = scratch(purpose, (images.shape[1], lines * self.block[1]), images.dtype)
+        return self.fill_rows(images, first_row, rows), offset
 
     def crop_rows(self, array: np.ndarray, first_row: int, images: np.ndarray) -> None:
         """Copy the image rows among grid rows [first_row, first_row + k) of a (C, k*Wg) array
@@ -151,11 +198,6 @@ def plan(
     return None if c_out > MAX_WIDENING * c_in or wasteful else grid
 
 
-def input_grid(x: np.ndarray, grid: Grid) -> np.ndarray:
-    """G (C, grid.size): x on the grid, zero everywhere else."""
-    return grid.place(x, np.empty((x.shape[1], grid.size), dtype=x.dtype), grid.lead)
-
-
 def _gather(source, start: int, stop: int, kernel, dilation, grid: Grid, buffer) -> np.ndarray:
     """cols[(c, v), j] = source[c, start + off(0, v) + j] for j < stop - start + off(kH-1, 0).
 
@@ -213,18 +255,19 @@ def _shifted_sum(stacked, columns, shifts, out, buffer) -> None:
         out += term
 
 
-def forward(values: np.ndarray, grid: Grid, weight: np.ndarray, dilation, out) -> None:
-    """out (N, C_out, Ho, Wo) = the stride-1 convolution of the input held in ``values``."""
+def forward(x: np.ndarray, grid: Grid, weight: np.ndarray, dilation, out) -> None:
+    """out (N, C_out, Ho, Wo) = the stride-1 convolution of x (N, C_in, H, W) on ``grid``."""
     c_out, c_in, kh, kw = weight.shape
-    step, chunks = _chunks(grid, c_in * kw, values.itemsize)
+    step, chunks = _chunks(grid, c_in * kw, x.itemsize)
     span = step + grid.margin
-    buffer = scratch("shifted conv columns", (c_in * kw, span), values.dtype)
-    products = scratch("shifted conv kernel-row products", (kh * c_out, span), values.dtype)
-    product = scratch("shifted conv output", (c_out, step), values.dtype)
+    buffer = scratch("shifted conv columns", (c_in * kw, span), x.dtype)
+    products = scratch("shifted conv kernel-row products", (kh * c_out, span), x.dtype)
+    product = scratch("shifted conv output", (c_out, step), x.dtype)
     stacked = _weight_cache.layout(weight, "kernel rows", _by_kernel_row)
     shifts = grid.offsets[::kw]
     for start, stop in chunks:
-        columns = _gather(values, start, stop, (kh, kw), dilation, grid, buffer)
+        rows, offset = grid.columns_of(x, start, stop - start + grid.margin, "shifted conv input")
+        columns = _gather(rows, offset, offset + stop - start, (kh, kw), dilation, grid, buffer)
         _shifted_sum(stacked, columns, shifts, product[:, : stop - start], products)
         grid.crop_rows(product[:, : stop - start], start // grid.block[1], out)
 
@@ -236,9 +279,9 @@ def _upstream_grid(dout: np.ndarray, grid: Grid) -> np.ndarray:
     return grid.place(dout, grads, grid.margin)
 
 
-def backward(dout, values: np.ndarray, grid: Grid, weight, dilation, dx=None) -> np.ndarray:
-    """dL/dweight given dL/dy (N, C_out, Ho, Wo); dL/dx (N, C_in, H, W) goes into ``dx``
-    unless it is None."""
+def backward(dout, x: np.ndarray, grid: Grid, weight, dilation, dx=None) -> np.ndarray:
+    """dL/dweight given dL/dy (N, C_out, Ho, Wo) and the input x (N, C_in, H, W); dL/dx goes
+    into ``dx`` unless it is None."""
     c_out, c_in, kh, kw = weight.shape
     grads = _upstream_grid(dout, grid)
     # dG[f] reads grads[margin + f - off(u, v)] = grads[f + off(kH-1-u, kW-1-v)]: the gather
@@ -258,7 +301,8 @@ def backward(dout, values: np.ndarray, grid: Grid, weight, dilation, dx=None) ->
         if dx is not None:
             _shifted_sum(stacked, columns, shifts, dgrid[:, : stop - start], products)
             grid.crop_rows(dgrid[:, : stop - start], start // grid.block[1], dx)
-        source = values[:, shifted[0] : shifted[1]].T
+        rows, _ = grid.columns_of(x, shifted[0], stop - start, "shifted conv input")
+        source = rows[:, : stop - start].T
         for u, shift in enumerate(shifts):
             rotated_dweight[u] += columns[:, shift : shift + stop - start] @ source
     dweight = rotated_dweight.reshape(kh, c_out, kw, c_in)[::-1, :, ::-1].transpose(1, 3, 0, 2)

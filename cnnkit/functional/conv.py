@@ -64,9 +64,9 @@ class Conv2dCache:
 
     ``path`` names the kernels, and each of ``parts`` (one per thread the batch was split
     between, see cnnkit.functional._parallel) holds its images' slice and ``saved``, the one
-    array the kernels read back: "grid", the input laid out on the part's flat grid ``grid`` of
-    _shifted_conv; "winograd2" and "winograd4" (F(2x2, 3x3)
-    and F(4x4, 3x3)), the padded input; "pointwise" (1x1 kernel, one group),
+    array the kernels read back: "grid", the input itself (laid out on the part's flat grid
+    ``grid`` of _shifted_conv chunk by chunk, in both passes); "winograd2" and "winograd4"
+    (F(2x2, 3x3) and F(4x4, 3x3)), the padded input; "pointwise" (1x1 kernel, one group),
     the inputs the kernel reads, every stride-th of the padded input; "depthwise", the input
     itself (the compiled depthwise loops copy it into phase planes, padding included, as they go);
     "im2col" (forced by CNNKIT_CONV_PATH, depthwise layers included) and "padded" (every other
@@ -376,9 +376,8 @@ def _run_forward(path, x, weight, stride, pad, dilation, groups, out_hw, out):
         return x, None
     if path == "grid":
         grid = _shifted_conv.grid_for(x.shape, weight.shape[2:], pad, dilation)
-        saved = _shifted_conv.input_grid(x, grid)
-        _shifted_conv.forward(saved, grid, weight, dilation, out)
-        return saved, grid
+        _shifted_conv.forward(x, grid, weight, dilation, out)
+        return x, grid
     if path in WINOGRAD_PATHS:
         transforms = winograd.TRANSFORMS[WINOGRAD_PATHS[path]]
         saved = pad_hw(x, pad)
