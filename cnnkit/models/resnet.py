@@ -116,12 +116,12 @@ class BasicBlock(Module):
                 self.downsample = ZeroPadShortcut(in_channels, out_channels, stride)
         else:
             self.downsample = None
-        self.relu2 = ReLU()
+        self.relu2 = ReLU(inplace=True)  # on the block's own sum, as torchvision's
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         out = self.bn2(self.conv2(self._bn_relu1(self.conv1(x))))
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.relu2(out + identity)
+        out = out + (x if self.downsample is None else self.downsample(x))  # bn2's output freed
+        return self.relu2(out)
 
     def _bn_relu1(self, x: np.ndarray) -> np.ndarray:
         """relu1(bn1(x)), fused into one pass by bn1 in training (BatchNorm2d.forward)."""
