@@ -19,6 +19,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cnnkit.functional import _compiled, pool
+from cnnkit.functional._bitmask import BitMask, bits_shape
 from cnnkit.functional.activation import relu, relu_backward
 from cnnkit.functional.conv import conv2d, conv2d_backward
 from cnnkit.functional.modern_activation import hardtanh
@@ -387,8 +388,9 @@ def test_compiled_relu_equals_numpy_bit_for_bit(shape, dtype, seed):
     rng = np.random.default_rng(seed)
     x = with_specials(rng, shape, dtype, [np.nan, np.inf, -np.inf, 0.0, -0.0])
     (ours, our_mask), (theirs, their_mask) = both(relu, x)
-    assert ours.dtype == theirs.dtype == dtype and our_mask.dtype == their_mask.dtype == bool
-    np.testing.assert_array_equal(our_mask, their_mask)
+    assert ours.dtype == theirs.dtype == dtype
+    np.testing.assert_array_equal(our_mask.bits, their_mask.bits)
+    np.testing.assert_array_equal(our_mask.unpack(), ~(x <= 0))  # a NaN passes
     np.testing.assert_array_equal(ours, theirs)  # NaN where NaN
     np.testing.assert_array_equal(np.signbit(ours), np.signbit(theirs))  # -0.0 becomes 0.0
 
@@ -414,13 +416,31 @@ def test_compiled_relu_backward_equals_numpy_bit_for_bit(shape, dtype, seed):
     positive = rng.random(shape) < 0.5
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "invalid value in multiply": inf is not times 0
-        ours, theirs = both(relu_backward, dout, positive)
+        ours, theirs = both(relu_backward, dout, BitMask.pack(positive))
+        np.testing.assert_array_equal(relu_backward(dout, positive), theirs)  # as a bool mask
     assert ours.dtype == theirs.dtype == dtype
     np.testing.assert_array_equal(ours, theirs)  # NaN where dout is NaN and the mask is set
     np.testing.assert_array_equal(np.signbit(ours), np.signbit(theirs))
     # torch's threshold backward: dout where the mask is set, else +0 whatever dout is
     np.testing.assert_array_equal(ours, np.where(positive, dout, 0))
     assert not np.signbit(ours[~positive]).any()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=st.lists(st.integers(0, 11), min_size=0, max_size=4).map(tuple),
+    seed=st.integers(0, 2**16),
+)
+def test_a_bit_mask_packs_each_image_into_its_own_bytes_and_unpacks_to_the_mask(shape, seed):
+    mask = np.random.default_rng(seed).random(shape) < 0.5
+    packed = BitMask.pack(mask)
+    assert packed.bits.shape == bits_shape(shape) and packed.bits.dtype == np.uint8
+    np.testing.assert_array_equal(packed.unpack(), mask)
+    if len(shape) >= 2 and mask.size:  # image n's bits are np.packbits of image n alone
+        rows = packed.bits.reshape(shape[0], -1)
+        for n in range(shape[0]):
+            expected = np.packbits(mask[n].ravel(), bitorder="little")
+            np.testing.assert_array_equal(rows[n], expected)
 
 
 @pytest.mark.parametrize(
@@ -442,7 +462,7 @@ def test_relu_of_a_non_contiguous_input_takes_the_numpy_kernel(rng):
     x = rng.standard_normal((4, 6)).astype(np.float32)[:, ::2]
     out, positive = relu(x)
     np.testing.assert_array_equal(out, np.maximum(x, 0))
-    np.testing.assert_array_equal(positive, x > 0)
+    np.testing.assert_array_equal(positive.unpack(), x > 0)
 
 
 fused_case = st.fixed_dictionaries(

@@ -603,15 +603,45 @@ def _batch_norm_relu_input_gradient(
                 result[j] = (gated - mean_dy[c] - normalized * mean_dy_xhat[c]) * scale[c]
 
 
-def _relu(x, out, positive):
-    """out = max(x, 0) as np.maximum computes it (a NaN stays) and positive = not x <= 0 (NaN
-    included, as torch's threshold backward lets its gradient through), one pass; out may be x."""
-    values, result, mask = x.ravel(), out.ravel(), positive.ravel()
-    for i in range(values.size):
-        value = values[i]
-        keep = not value <= 0
-        mask[i] = keep
-        result[i] = value if keep else 0
+PACK_BITS = np.uint64(0x0102040810204080)
+"""Times a word of eight 0/1 bytes, bit 56 + k of the product is byte k: the eight flags as one
+byte, little-endian (the cross terms fall below bit 56 without carrying, or overflow)."""
+SPREAD_BITS = np.uint64(0x0101010101010101)
+BIT_OF_EACH_BYTE = np.uint64(0x8040201008040201)
+LOW_SEVEN = np.uint64(0x7F7F7F7F7F7F7F7F)
+FLAG_CHUNK = 2048
+"""Elements whose mask bits relu_backward spreads into bytes at a time (2 KiB: stays in L1; a
+multiple of 8, so that a chunk starts on a byte)."""
+
+
+def _relu(x, out, bits):
+    """out = max(x, 0) as np.maximum computes it (a NaN stays) and the bit of each element in
+    ``bits`` (cnnkit.functional._bitmask's layout, one row per image) set where not x <= 0 (NaN
+    included, as torch's threshold backward lets its gradient through); out may be x. Eight
+    flags at a time go into a word of bytes, packed into one byte by a multiply (PACK_BITS)."""
+    rows = bits.shape[0]
+    per_row = x.size // rows
+    values, result = x.reshape(rows, per_row), out.reshape(rows, per_row)
+    packed = bits.reshape(rows, bits.size // rows)
+    whole = per_row // 8
+    for n in range(rows):
+        row, kept, row_bits = values[n], result[n], packed[n]
+        for j in range(whole):
+            word = np.uint64(0)
+            for k in range(8):
+                value = row[8 * j + k]
+                keep = not value <= 0
+                kept[8 * j + k] = value if keep else 0
+                word |= np.uint64(keep) << np.uint64(8 * k)
+            row_bits[j] = (word * PACK_BITS) >> np.uint64(56)
+        if whole * 8 < per_row:
+            word = np.uint64(0)
+            for i in range(whole * 8, per_row):
+                value = row[i]
+                keep = not value <= 0
+                kept[i] = value if keep else 0
+                word |= np.uint64(keep) << np.uint64(i - whole * 8)
+            row_bits[whole] = word
 
 
 def _hardtanh(x, low, high, out, inside):
@@ -624,12 +654,27 @@ def _hardtanh(x, low, high, out, inside):
         result[i] = low if value < low else (high if value > high else value)
 
 
-def _relu_backward(dout, positive, dx):
-    """dx = dout where positive, else +0 (an inf or NaN dout included), as torch's threshold
-    backward and activation.relu_backward's NumPy form."""
-    grads, mask, result = dout.ravel(), positive.ravel(), dx.ravel()
-    for i in range(grads.size):
-        result[i] = grads[i] if mask[i] else 0
+def _relu_backward(dout, bits, dx):
+    """dx = dout where the element's bit in ``bits`` (_relu's layout) is set, else +0 (an inf or
+    NaN dout included), as torch's threshold backward and activation.relu_backward's NumPy form.
+    A chunk's bits are spread into 0/1 bytes first, eight by a multiply and two masks, so that
+    the selecting loop vectorises."""
+    rows = bits.shape[0]
+    per_row = dout.size // rows
+    grads, result = dout.reshape(rows, per_row), dx.reshape(rows, per_row)
+    packed = bits.reshape(rows, bits.size // rows)
+    words = np.empty(FLAG_CHUNK // 8, dtype=np.uint64)
+    flags = words.view(np.uint8)
+    for n in range(rows):
+        row, gated, row_bits = grads[n], result[n], packed[n]
+        for start in range(0, per_row, FLAG_CHUNK):
+            count = min(FLAG_CHUNK, per_row - start)
+            for j in range((count + 7) // 8):
+                spread = (np.uint64(row_bits[start // 8 + j]) * SPREAD_BITS) & BIT_OF_EACH_BYTE
+                words[j] = ((spread + LOW_SEVEN) >> np.uint64(7)) & SPREAD_BITS
+            chunk, into = row[start : start + count], gated[start : start + count]
+            for i in range(count):
+                into[i] = chunk[i] if flags[i] else 0
 
 
 _beats = _compile(_beats)

@@ -11,14 +11,18 @@ from __future__ import annotations
 import numpy as np
 
 from cnnkit.functional import _compiled
+from cnnkit.functional._bitmask import BitMask, bits_shape
 from cnnkit.functional._parallel import by_images
 
 
 def _compiled_relu_takes(*arrays: np.ndarray) -> bool:
-    """Whether the compiled ReLU loops run: numba on, float data, same-shape C-contiguous arrays."""
+    """Whether the compiled ReLU loops run: numba on, float data, same-shape C-contiguous arrays
+    of at least one axis and one element."""
     return (
         _compiled.ENABLED
         and arrays[0].dtype.kind == "f"
+        and arrays[0].ndim >= 1
+        and arrays[0].size > 0
         and all(
             isinstance(a, np.ndarray) and a.flags.c_contiguous and a.shape == arrays[0].shape
             for a in arrays
@@ -26,32 +30,35 @@ def _compiled_relu_takes(*arrays: np.ndarray) -> bool:
     )
 
 
-def relu(x: np.ndarray, inplace: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """y = max(x, 0); the cache is the mask not x <= 0, NaN included as torch's threshold
-    backward lets its gradient through (one compiled pass for both when it can)."""
+def relu(x: np.ndarray, inplace: bool = False) -> tuple[np.ndarray, BitMask]:
+    """y = max(x, 0); the cache is the mask not x <= 0 as bits (NaN included, as torch's
+    threshold backward lets its gradient through), both from one compiled pass when it can."""
     if _compiled_relu_takes(x):
-        out, positive = (x if inplace else np.empty_like(x)), np.empty(x.shape, dtype=bool)
-        by_images(_compiled.relu, x, out, positive)
-        return out, positive
+        out = x if inplace else np.empty_like(x)
+        bits = np.empty(bits_shape(x.shape), dtype=np.uint8)
+        by_images(_compiled.relu, x, out, bits)
+        return out, BitMask(bits, x.shape)
     positive = ~(x <= 0)
-    return np.maximum(x, 0, out=x if inplace else None), positive
+    return np.maximum(x, 0, out=x if inplace else None), BitMask.pack(positive)
 
 
 _UNSIGNED = {2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
-def relu_backward(dout: np.ndarray, positive: np.ndarray) -> np.ndarray:
+def relu_backward(dout: np.ndarray, positive: BitMask | np.ndarray) -> np.ndarray:
     """dL/dx = dL/dy where the mask is set, else exactly +0 as torch's threshold backward gives
     (also where dL/dy is inf or NaN: no 0 * inf, so no NaN and no warning).
 
-    One compiled pass when it can; in NumPy a bool mask selects by bits, dL/dy's bit pattern
-    AND all ones (set) or all zeros (not set), as fast as a product. Another mask is read as
-    true where nonzero.
+    ``positive`` is relu's BitMask or an array: a bool mask, or another read as true where
+    nonzero. One compiled pass when it can; in NumPy a bool mask selects by bits, dL/dy's bit
+    pattern AND all ones (set) or all zeros (not set), as fast as a product.
     """
-    if positive.dtype == bool and _compiled_relu_takes(dout, positive):
-        dx = np.empty_like(dout)
-        by_images(_compiled.relu_backward, dout, positive, dx)
-        return dx
+    if isinstance(positive, BitMask):
+        if _compiled_relu_takes(dout) and dout.shape == positive.shape:
+            dx = np.empty_like(dout)
+            by_images(_compiled.relu_backward, dout, positive.bits, dx)
+            return dx
+        positive = positive.unpack()
     dout = np.asarray(dout)
     if positive.dtype != bool or dout.itemsize not in _UNSIGNED:
         return np.where(positive, dout, dout.dtype.type(0))

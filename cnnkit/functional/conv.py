@@ -64,13 +64,14 @@ class Conv2dCache:
 
     ``path`` names the kernels, and each of ``parts`` (one per thread the batch was split
     between, see cnnkit.functional._parallel) holds its images' slice and ``saved``, the one
-    array the kernels read back: "grid", the input itself (laid out on the part's flat grid
-    ``grid`` of _shifted_conv chunk by chunk, in both passes); "winograd2" and "winograd4"
-    (F(2x2, 3x3) and F(4x4, 3x3)), the padded input; "pointwise" (1x1 kernel, one group),
-    the inputs the kernel reads, every stride-th of the padded input; "depthwise", the input
-    itself (the compiled depthwise loops copy it into phase planes, padding included, as they go);
-    "im2col" (forced by CNNKIT_CONV_PATH, depthwise layers included) and "padded" (every other
-    kernel), the padded input.
+    array the kernels read back. It is the part's input itself, a view of the array the layer
+    before returned (as torch keeps a convolution's input), on every path but two: "grid" lays
+    it out on the part's flat grid ``grid`` of _shifted_conv chunk by chunk, "pointwise" (1x1
+    kernel, one group) samples every stride-th pixel again, "depthwise" (compiled) copies it into
+    phase planes, padding included, as it goes, and "im2col" (forced by CNNKIT_CONV_PATH,
+    depthwise layers included) and "padded" (every other kernel) pad it a tile at a time. The
+    two that keep the padded input: "winograd2" and "winograd4" (F(2x2, 3x3) and F(4x4, 3x3)),
+    and "padded" for a depthwise layer without numba (NumPy's tap-by-tap loops).
     """
 
     input_shape: tuple[int, int, int, int]
@@ -384,19 +385,18 @@ def _run_forward(path, x, weight, stride, pad, dilation, groups, out_hw, out):
         winograd.forward(saved, weight, transforms, out)
         return saved, None
     if path == "pointwise":
-        saved = _sampled(pad_hw(x, pad), stride)
-        _pointwise_forward(saved, weight, out)
-        return saved, None
+        _pointwise_forward(_sampled(pad_hw(x, pad), stride), weight, out)
+        return x, None
     if path == "depthwise":
         x = np.ascontiguousarray(x)
         _compiled.depthwise_forward(x, weight, *stride, *dilation, pad[0][0], pad[1][0], out)
         return x, None
-    saved = pad_hw(x, pad)
-    if path == "padded" and _is_depthwise(saved.shape, weight.shape, groups):
+    if path == "padded" and _is_depthwise(x.shape, weight.shape, groups):
+        saved = pad_hw(x, pad)
         _depthwise_forward(saved, weight, stride, dilation, out)
-    else:
-        _grouped_forward(saved, weight, groups, stride, dilation, out)
-    return saved, None
+        return saved, None
+    _grouped_forward(x, pad, weight, groups, stride, dilation, out)
+    return x, None
 
 
 def _backward(dout, cache: Conv2dCache, part: ImagePart, input_gradient: bool, into) -> tuple:
@@ -421,10 +421,11 @@ def _backward(dout, cache: Conv2dCache, part: ImagePart, input_gradient: bool, i
         dxp, dweight = winograd.backward(dout, saved, weight, transforms, input_gradient)
         dx_part = None if dxp is None else unpad_hw(dxp, padding)
     elif cache.path == "pointwise":
-        dx_part, dweight = _pointwise_backward(dout, saved, weight, input_gradient)
+        sampled = _sampled(pad_hw(saved, padding), cache.stride)
+        dx_part, dweight = _pointwise_backward(dout, sampled, weight, input_gradient)
         (top, bottom), (left, right) = padding
         if dx_part is not None and (cache.stride != (1, 1) or top or bottom or left or right):
-            n, c, h, w = saved.shape[:2] + cache.input_shape[2:]
+            n, c, h, w = saved.shape
             dxp = np.zeros((n, c, h + top + bottom, w + left + right), dtype=dout.dtype)
             dxp[:, :, :: cache.stride[0], :: cache.stride[1]] = dx_part
             dx_part = unpad_hw(dxp, padding)
@@ -444,6 +445,7 @@ def _backward(dout, cache: Conv2dCache, part: ImagePart, input_gradient: bool, i
             dxp, dweight = _grouped_backward(
                 dout,
                 saved,
+                padding,
                 weight,
                 cache.groups,
                 cache.stride,
@@ -512,32 +514,41 @@ def _add_columns_back(dcols, dxp, kernel, stride, dilation, out_hw) -> None:
     dxp[...] = summed.transpose(1, 0, 2, 3)
 
 
-def _grouped_forward(xp, weight, groups, stride, dilation, out) -> None:
-    """out (N, C_out, Ho, Wo) = the convolution of the padded input, by im2col and GEMM."""
-    n, out_hw = xp.shape[0], out.shape[2:]
+def _grouped_forward(x, padding, weight, groups, stride, dilation, out) -> None:
+    """out (N, C_out, Ho, Wo) = the convolution of x, by im2col and GEMM, a tile of images at
+    a time (each tile padded as it is reached)."""
+    n, out_hw = x.shape[0], out.shape[2:]
     c_out, cg, kh, kw = weight.shape
     k = cg * kh * kw
     w_groups = weight.reshape(groups, c_out // groups, k)
-    tile = _tile_size(groups * k * out_hw[0] * out_hw[1] * xp.itemsize, n)
+    tile = _tile_size(groups * k * out_hw[0] * out_hw[1] * x.itemsize, n)
     for start in range(0, n, tile):
         stop = min(start + tile, n)
-        cols = _columns(xp[start:stop], groups, (kh, kw), stride, dilation, out_hw)
+        xp = pad_hw(x[start:stop], padding)
+        cols = _columns(xp, groups, (kh, kw), stride, dilation, out_hw)
         result = scratch("conv product", (groups, c_out // groups, cols.shape[2]), xp.dtype)
         np.matmul(w_groups, cols, out=result)
         out[start:stop] = result.reshape(c_out, stop - start, *out_hw).transpose(1, 0, 2, 3)
 
 
-def _grouped_backward(dout, xp, weight, groups, stride, dilation, out_hw, input_gradient=True):
-    n = xp.shape[0]
+def _grouped_backward(
+    dout, x, padding, weight, groups, stride, dilation, out_hw, input_gradient=True
+):
+    """(dL/d(padded x) or None, dL/dweight) of :func:`_grouped_forward`, tile by tile: dW from
+    each tile's columns, dL/dx by col2im of W^T dY."""
+    (top, bottom), (left, right) = padding
+    n, c, h, w = x.shape
     c_out, cg, kh, kw = weight.shape
     k = cg * kh * kw
     w_groups = weight.reshape(groups, c_out // groups, k)
     dweight = np.zeros((groups, c_out // groups, k), dtype=weight.dtype)
-    dxp = np.empty_like(xp) if input_gradient else None
-    tile = _tile_size(groups * k * out_hw[0] * out_hw[1] * xp.itemsize, n)
+    padded_shape = (n, c, h + top + bottom, w + left + right)
+    dxp = np.empty(padded_shape, dtype=x.dtype) if input_gradient else None
+    tile = _tile_size(groups * k * out_hw[0] * out_hw[1] * x.itemsize, n)
     for start in range(0, n, tile):
         stop = min(start + tile, n)
-        cols = _columns(xp[start:stop], groups, (kh, kw), stride, dilation, out_hw)
+        xp = pad_hw(x[start:stop], padding)
+        cols = _columns(xp, groups, (kh, kw), stride, dilation, out_hw)
         width = cols.shape[2]
         grads = scratch("conv upstream", (c_out, stop - start, *out_hw), xp.dtype)
         np.copyto(grads, dout[start:stop].transpose(1, 0, 2, 3))
