@@ -21,6 +21,7 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+import cnnkit
 from cnnkit.functional import conv
 from cnnkit.functional.conv import conv2d, conv2d_backward
 
@@ -53,6 +54,7 @@ def main() -> None:
     parser.add_argument("--layers", default=LAYERS)
     args = parser.parse_args()
     threadpool_limits(args.threads)
+    cnnkit.keep_freed_memory()  # as bench.py and every cnnkit command: no page faults
     rng = np.random.default_rng(0)
     print(f"{'layer':>16} {'auto':>10} " + " ".join(f"{p + ' fwd/fwd+bwd':>24}" for p in PATHS))
     for layer in args.layers.split(","):

@@ -45,6 +45,7 @@ from cnnkit.functional._scratch import scratch
 CHUNK_BYTES = 4 * 2**20
 MAX_BORDER_WASTE = 2.0
 MAX_WIDENING = 2
+IM2COL_CHANNELS = 256
 
 
 @dataclass(frozen=True)
@@ -185,8 +186,16 @@ def plan(
     scatters C_in-channel ones, so a layer that widens more than 2x (a first layer on 1 or 3
     channels) keeps the im2col path: bench/bench.py's layers measured 1.2-2x faster here and
     0.6-0.8x at 4x widening or more (with row-0 copies: 0.9x for 3 -> 16 channels, 0.6x for
-    1 -> 32). ``rules=False`` (CNNKIT_CONV_PATH=grid) drops these two speed rules and keeps
-    only what the path needs: one group, stride 1, a kernel larger than 1x1.
+    1 -> 32). From IM2COL_CHANNELS input channels im2col's deeper GEMM (K = 9 C_in against the
+    grid's 3 C_in, and no border) wins over the grid's cheaper copies: bench/conv_paths.py,
+    AMD EPYC (Zen 4), ms of forward + all gradients, grid / im2col, batch x C_in x C_out x size,
+    two threads: 8x512x512x7 57.2 / 37.5, 16x512x512x7 93.1 / 74.9, 1x512x512x7 21.4 / 7.9,
+    16x256x256x7 26.3 / 22.3, 2x256x256x7 8.8 / 5.2, 8x256x256x14 42.3 / 37.6, 4x512x512x14
+    84.9 / 72.0, 8x256x256x28 138.7 / 135.1; one thread: 8x512x512x7 89.9 / 68.6, 1x512x512x7
+    26.2 / 11.9, 16x256x256x7 42.4 / 37.4; and below it the grid keeps winning (two threads:
+    16x192x192x14 42.3 / 43.2, 32x128x128x7 13.9 / 15.2; one: 32x128x128x7 24.4 / 26.0).
+    ``rules=False`` (CNNKIT_CONV_PATH=grid) drops these speed rules and keeps only what the
+    path needs: one group, stride 1, a kernel larger than 1x1.
     """
     c_out, c_in, kh, kw = weight_shape
     if groups != 1 or stride != (1, 1) or (kh, kw) == (1, 1):
@@ -195,7 +204,8 @@ def plan(
     if not rules:
         return grid
     wasteful = grid.block[0] * grid.block[1] > MAX_BORDER_WASTE * out_hw[0] * out_hw[1]
-    return None if c_out > MAX_WIDENING * c_in or wasteful else grid
+    deep = c_in >= IM2COL_CHANNELS
+    return None if c_out > MAX_WIDENING * c_in or wasteful or deep else grid
 
 
 def _gather(source, start: int, stop: int, kernel, dilation, grid: Grid, buffer) -> np.ndarray:
