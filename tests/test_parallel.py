@@ -161,3 +161,26 @@ def test_a_batch_too_small_to_split_runs_on_one_blas_thread_and_one_image_on_all
         assert _parallel.run([_parallel.blas_threads], batch=4) == [1]
         assert _parallel.run([_parallel.blas_threads], batch=1) == [2]
         assert _parallel.blas_threads() == 2
+
+
+@needs_numba
+@pytest.mark.usefixtures("split_everything")
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_one_images_depthwise_channels_split_between_threads_bit_for_bit(rng, with_bias):
+    x = rng.standard_normal((1, 5, 9, 8)).astype(np.float32)
+    weight = rng.standard_normal((5, 1, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(5).astype(np.float32) if with_bias else None
+
+    def forward():
+        with cnnkit.no_grad():
+            return F.conv2d(x, weight, bias, stride=2, padding=1, groups=5)[0]
+
+    calls = []
+    kernel = _compiled.depthwise_forward
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            _compiled, "depthwise_forward", lambda *a: calls.append(a[0].shape) or kernel(*a)
+        )
+        split = on_threads(2, forward)
+    assert sorted(calls) == [(1, 2, 9, 8), (1, 3, 9, 8)]  # channels 0-1 and 2-4, one a thread
+    np.testing.assert_array_equal(split, on_threads(1, forward))

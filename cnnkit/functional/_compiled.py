@@ -325,15 +325,18 @@ def _copy_run(inputs, run, kept, into_phases):
             inputs[k] = 0
 
 
-def _depthwise_forward(x, weight, stride_h, stride_w, dil_h, dil_w, top, left, out):
-    """out[n,c,i,j] = sum_{u,v} xpad[n, c, i*s_h + u*d_h, j*s_w + v*d_w] * weight[c, 0, u, v].
+def _depthwise_forward(x, weight, bias, stride_h, stride_w, dil_h, dil_w, top, left, out):
+    """out[n,c,i,j] = sum_{u,v} xpad[n, c, i*s_h + u*d_h, j*s_w + v*d_w] * weight[c, 0, u, v]
+    (+ bias[c] where ``bias`` has C entries; an empty ``bias`` adds nothing).
 
     Each plane is copied once into its stride_h x stride_w phase planes (_depthwise_grid), where
     every tap is a constant shift of one flat array: the convolution is then a few long
     multiply-adds over all out_h * pitch positions (the columns past out_w are dropped), three
     taps of a kernel row per loop, without branches, which LLVM vectorises. Taps are added in
     the NumPy kernel's order (u, then v) to a zero start, so every output is the same sum of the
-    same products as conv._depthwise_forward, bit for bit.
+    same products as conv._depthwise_forward, bit for bit; the bias is added to each finished
+    sum as its plane is written out (the same addition as conv2d's ``out += bias``, one pass
+    over the output fewer).
     """
     n_images, channels, height, width = x.shape
     kernel_h, kernel_w = weight.shape[2], weight.shape[3]
@@ -368,6 +371,13 @@ def _depthwise_forward(x, weight, stride_h, stride_w, dil_h, dil_w, top, left, o
                     total[q] = total[q] + ra[q] * wa
                 v += 1
         target = out[n, c]
+        if bias.size:
+            shift = bias[c]
+            for i in range(out_h):
+                line, source = target[i], total[i * pitch : i * pitch + out_w]
+                for j in range(out_w):
+                    line[j] = source[j] + shift
+            continue
         for i in range(out_h):
             line, source = target[i], total[i * pitch : i * pitch + out_w]
             for j in range(out_w):
