@@ -538,6 +538,23 @@ def _batch_norm_forward(x, mean, inv_std, gamma, beta, out):
                 result[j] = (row[j] - mean[c]) * inv_std[c] * gamma[c] + beta[c]
 
 
+def _scale_shift(x, scale, shift, relu, out):
+    """out = x * scale + shift per channel, the product rounded before the sum as NumPy's two
+    passes of batch norm's eval mode round it, then, where ``relu``, ReLU's max(., 0) (a NaN
+    stays); out may be x."""
+    n_images, channels, size = x.shape
+    for n in range(n_images):
+        for c in range(channels):
+            row, result, factor, offset = x[n, c], out[n, c], scale[c], shift[c]
+            if relu:
+                for j in range(size):
+                    value = row[j] * factor + offset
+                    result[j] = value if not value <= 0 else 0
+            else:
+                for j in range(size):
+                    result[j] = row[j] * factor + offset
+
+
 def _batch_norm_sums(dout, x, mean, inv_std, sum_dy, sum_dy_xhat):
     """sum_dy[c] = sum dout, sum_dy_xhat[c] = sum dout * x_hat, accumulated in float64, with
     x_hat = (x - mean) * inv_std recomputed as the forward pass computed it."""
@@ -705,6 +722,7 @@ depthwise_backward = _compile(_depthwise_backward, fastmath={"reassoc"})
 im2col = _compile(_im2col)
 channel_square_sums = _compile(_channel_square_sums, fastmath={"reassoc"})
 batch_norm_forward = _compile(_batch_norm_forward)
+scale_shift = _compile(_scale_shift)
 batch_norm_sums = _compile(_batch_norm_sums, fastmath={"reassoc"})
 batch_norm_input_gradient = _compile(_batch_norm_input_gradient)
 col2im = _compile(_col2im)

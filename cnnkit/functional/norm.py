@@ -216,14 +216,49 @@ def _empty_batch(x: np.ndarray, gamma: np.ndarray | None) -> tuple[np.ndarray, B
 
 
 def _normalize_with_running_stats(x, mean, inv_std, gamma, beta):
-    """Eval mode as one affine map per channel: y = x * scale + shift, with
-    scale = gamma * inv_std and shift = beta - mean * scale (two passes over x)."""
-    scale = inv_std if gamma is None else gamma * inv_std
-    shift = -mean * scale if beta is None else beta - mean * scale
-    out = x * _per_channel(scale.astype(x.dtype, copy=False), x.ndim)
-    out += _per_channel(shift.astype(x.dtype, copy=False), x.ndim)
+    """Eval mode as one affine map per channel, y = x * scale + shift (:func:`_affine`)."""
+    out = _affine(x, *_eval_affine(mean, inv_std, gamma, beta, x.dtype), relu=False)
     cache = BatchNormCache(None, inv_std, gamma, False, x=x, mean=mean.copy())
     return out, cache
+
+
+def _eval_affine(mean, inv_std, gamma, beta, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, shift) = (gamma * inv_std, beta - mean * scale) per channel, in ``dtype``."""
+    scale = inv_std if gamma is None else gamma * inv_std
+    shift = -mean * scale if beta is None else beta - mean * scale
+    return scale.astype(dtype, copy=False), shift.astype(dtype, copy=False)
+
+
+def _affine(x, scale, shift, relu: bool, out=None) -> np.ndarray:
+    """[relu](x * scale + shift) per channel into ``out`` (a new array when None; x itself is
+    allowed): one compiled pass where the compiled kernels take x, else NumPy's passes, the
+    same roundings either way."""
+    if out is None:
+        out = np.empty_like(x)
+    if _compiled_kernels_take(x) and x.size and out.flags.c_contiguous:
+        by_images(_compiled.scale_shift, *_by_channel(x, scale, shift), relu, *_by_channel(out))
+        return out
+    np.multiply(x, _per_channel(scale, x.ndim), out=out)
+    out += _per_channel(shift, x.ndim)
+    if relu:
+        np.maximum(out, 0, out=out)
+    return out
+
+
+def batch_norm_inference_(
+    x: np.ndarray,
+    running_mean: np.ndarray,
+    running_var: np.ndarray,
+    gamma: np.ndarray | None,
+    beta: np.ndarray | None,
+    eps: float = 1e-5,
+    relu: bool = False,
+) -> np.ndarray:
+    """Eval-mode batch norm written into ``x`` (then ReLU where ``relu``): bit for bit what
+    batch_norm(x, ..., training=False) and relu give, in one pass and no new array; for an x
+    that nothing else reads (cnnkit.nn.fusion: a convolution's own output under no_grad)."""
+    inv_std = (1 / np.sqrt(running_var + eps)).astype(x.dtype, copy=False)
+    return _affine(x, *_eval_affine(running_mean, inv_std, gamma, beta, x.dtype), relu, out=x)
 
 
 def batch_norm_backward(

@@ -147,17 +147,24 @@ def max_pool2d(
         args = (x, geometry.kernel, geometry.stride, geometry.padding)
         return reference.max_pool2d(*args), reference.Call(reference.max_pool2d_backward, args)
     xp = pad_hw(x, geometry.padding, value=-np.inf)
-    out = np.full(x.shape[:2] + geometry.out_hw, -np.inf, dtype=x.dtype)
-    plane_bytes = geometry.out_hw[0] * geometry.out_hw[1] * x.itemsize
-    for images, channels in cache_blocks(*x.shape[:2], plane_bytes):
-        best, source = out[images, channels], xp[images, channels]
-        for _, _, rows, columns in geometry.taps():
-            np.maximum(best, source[:, :, rows, columns], out=best)
+    out = np.empty(x.shape[:2] + geometry.out_hw, dtype=x.dtype)
+    by_images(_running_maximum, xp, geometry, out)
     cache = MaxPool2dCache(x, xp.shape, geometry)
     if not return_indices:
         return out, cache
     cache.argmax = winning_taps(x, geometry)
     return (out, flat_indices(cache.argmax, geometry)), cache
+
+
+def _running_maximum(xp: np.ndarray, geometry: PoolGeometry, out: np.ndarray) -> None:
+    """out = the maximum of each window of the padded input, tap by tap on cache-sized blocks
+    (the images split between threads by the caller: NumPy's maximum releases the GIL)."""
+    out[...] = -np.inf
+    plane_bytes = geometry.out_hw[0] * geometry.out_hw[1] * xp.itemsize
+    for images, channels in cache_blocks(*xp.shape[:2], plane_bytes):
+        best, source = out[images, channels], xp[images, channels]
+        for _, _, rows, columns in geometry.taps():
+            np.maximum(best, source[:, :, rows, columns], out=best)
 
 
 def winning_taps(x: np.ndarray, geometry: PoolGeometry) -> np.ndarray:

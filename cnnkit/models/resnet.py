@@ -30,6 +30,7 @@ from cnnkit.models.base import (
 )
 from cnnkit.models.registry import register
 from cnnkit.nn import Conv2d, GlobalAvgPool2d, Linear, Module, ReLU, Sequential, init
+from cnnkit.nn.fusion import run_chain
 from cnnkit.nn.module import CachedModule
 
 
@@ -119,15 +120,10 @@ class BasicBlock(Module):
         self.relu2 = ReLU(inplace=True)  # on the block's own sum, as torchvision's
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        out = self.bn2(self.conv2(self._bn_relu1(self.conv1(x))))
+        # run_chain fuses bn1 + relu1 in training, each conv's batch norm into it under no_grad
+        out = run_chain((self.conv1, self.bn1, self.relu1, self.conv2, self.bn2), x)
         out = out + (x if self.downsample is None else self.downsample(x))  # bn2's output freed
         return self.relu2(out)
-
-    def _bn_relu1(self, x: np.ndarray) -> np.ndarray:
-        """relu1(bn1(x)), fused into one pass by bn1 in training (BatchNorm2d.forward)."""
-        if self.bn1.fuses(self.relu1):
-            return self.bn1(x, relu=self.relu1)
-        return self.relu1(self.bn1(x))
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         dsum = self.relu2.backward(dout)

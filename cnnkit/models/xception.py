@@ -53,6 +53,7 @@ from cnnkit.models.base import (
 from cnnkit.models.layers import GlobalMaxPool2d
 from cnnkit.models.registry import register
 from cnnkit.nn import Dropout, GlobalAvgPool2d, Linear, Module, ReLU, SeparableConv2d, Sequential
+from cnnkit.nn.fusion import run_chain
 
 FLAVORS = {
     "keras": {"bn_eps": 1e-3, "bn_momentum": 0.01, "pool_padding": "same"},
@@ -122,7 +123,7 @@ class XceptionBlock(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         out = self.rep(x)
-        shortcut = x if self.skip is None else self.skipbn(self.skip(x))
+        shortcut = x if self.skip is None else run_chain((self.skip, self.skipbn), x)
         if out.shape != shortcut.shape:
             raise ValueError(
                 f"XceptionBlock residual branch gives {out.shape} but the shortcut gives "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnkit.nn import fusion
 from cnnkit.nn.module import Module
 
 
@@ -38,20 +39,10 @@ class Sequential(Module):
         return layers[index]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """Each module on the previous one's output; a batch norm followed by a ReLU gets the
-        ReLU passed along (``bn(x, relu=relu)``), which computes both in one pass in training."""
-        modules = list(self._modules.values())
-        index = 0
-        while index < len(modules):
-            module = modules[index]
-            follower = modules[index + 1] if index + 1 < len(modules) else None
-            if getattr(module, "fuses", None) is not None and module.fuses(follower):
-                x = module(x, relu=follower)
-                index += 2
-                continue
-            x = module(x)
-            index += 1
-        return x
+        """Each module on the previous one's output, neighbours that can share passes run
+        together (cnnkit.nn.fusion: batch norm + ReLU in training, a convolution with the batch
+        norm after it folded in under no_grad)."""
+        return fusion.run_chain(list(self._modules.values()), x)
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         for module in reversed(self._modules.values()):
