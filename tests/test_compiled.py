@@ -393,6 +393,11 @@ def test_compiled_relu_equals_numpy_bit_for_bit(shape, dtype, seed):
     np.testing.assert_array_equal(our_mask.unpack(), ~(x <= 0))  # a NaN passes
     np.testing.assert_array_equal(ours, theirs)  # NaN where NaN
     np.testing.assert_array_equal(np.signbit(ours), np.signbit(theirs))  # -0.0 becomes 0.0
+    written = x.copy()
+    inplace, inplace_mask = with_kernels(True, relu, written, inplace=True)
+    assert inplace is written
+    np.testing.assert_array_equal(inplace, theirs)
+    np.testing.assert_array_equal(inplace_mask.bits, their_mask.bits)
 
 
 @settings(max_examples=40, deadline=None)

@@ -37,6 +37,15 @@ def _compile(function, fastmath=False):
     return numba.njit(cache=True, fastmath=fastmath, nogil=True)(function)
 
 
+def _compile_inline(function):
+    """A helper loop numba inlines into its callers (numba.njit(inline="always")), so that a
+    caller passing one array twice is compiled knowing the two are the same; None without
+    numba."""
+    if numba is None:
+        return None
+    return numba.njit(cache=True, inline="always")(function)
+
+
 def _beats(value, best):
     """Whether a later tap ``value`` takes a max-pool window from ``best``: it is larger, or NaN
     (so the first maximum wins ties and the last NaN wins): PyTorch's CPU rule, pool.py's."""
@@ -538,21 +547,31 @@ def _batch_norm_forward(x, mean, inv_std, gamma, beta, out):
                 result[j] = (row[j] - mean[c]) * inv_std[c] * gamma[c] + beta[c]
 
 
-def _scale_shift(x, scale, shift, relu, out):
-    """out = x * scale + shift per channel, the product rounded before the sum as NumPy's two
+def _affine_row(source, target, factor, offset, relu):
+    """target = source * factor + offset, the product rounded before the sum as NumPy's two
     passes of batch norm's eval mode round it, then, where ``relu``, ReLU's max(., 0) (a NaN
-    stays); out may be x."""
-    n_images, channels, size = x.shape
+    stays). ``target`` may be ``source`` itself (the loop vectorises when the kernel passes
+    one row twice; two arrays that merely overlap would make LLVM fall back to scalar code)."""
+    for j in range(source.size):
+        value = source[j] * factor + offset
+        target[j] = 0 if relu and value <= 0 else value
+
+
+def _scale_shift(x, scale, shift, relu, out):
+    """out = _affine_row of x with per-channel scale and shift, (N, C, M) arrays."""
+    n_images, channels, _ = x.shape
     for n in range(n_images):
         for c in range(channels):
-            row, result, factor, offset = x[n, c], out[n, c], scale[c], shift[c]
-            if relu:
-                for j in range(size):
-                    value = row[j] * factor + offset
-                    result[j] = value if not value <= 0 else 0
-            else:
-                for j in range(size):
-                    result[j] = row[j] * factor + offset
+            _affine_row(x[n, c], out[n, c], scale[c], shift[c], relu)
+
+
+def _scale_shift_in_place(x, scale, shift, relu):
+    """x = _affine_row of x with per-channel scale and shift, written in place."""
+    n_images, channels, _ = x.shape
+    for n in range(n_images):
+        for c in range(channels):
+            row = x[n, c]
+            _affine_row(row, row, scale[c], shift[c], relu)
 
 
 def _batch_norm_sums(dout, x, mean, inv_std, sum_dy, sum_dy_xhat):
@@ -641,34 +660,51 @@ FLAG_CHUNK = 2048
 multiple of 8, so that a chunk starts on a byte)."""
 
 
+def _relu_row(values, kept, row_bits):
+    """kept = max(values, 0) as np.maximum computes it (a NaN stays) and row_bits the mask
+    not values <= 0 (NaN included, as torch's threshold backward lets its gradient through),
+    little-endian in each byte (cnnkit.functional._bitmask). Eight flags at a time go into a
+    word of bytes, packed into one byte by a multiply (PACK_BITS). ``kept`` may be ``values``
+    itself (as in _affine_row, pass one row twice)."""
+    count = values.size
+    whole = count // 8
+    for j in range(whole):
+        word = np.uint64(0)
+        for k in range(8):
+            value = values[8 * j + k]
+            keep = not value <= 0
+            kept[8 * j + k] = value if keep else 0
+            word |= np.uint64(keep) << np.uint64(8 * k)
+        row_bits[j] = (word * PACK_BITS) >> np.uint64(56)
+    if whole * 8 < count:
+        word = np.uint64(0)
+        for i in range(whole * 8, count):
+            value = values[i]
+            keep = not value <= 0
+            kept[i] = value if keep else 0
+            word |= np.uint64(keep) << np.uint64(i - whole * 8)
+        row_bits[whole] = word
+
+
 def _relu(x, out, bits):
-    """out = max(x, 0) as np.maximum computes it (a NaN stays) and the bit of each element in
-    ``bits`` (cnnkit.functional._bitmask's layout, one row per image) set where not x <= 0 (NaN
-    included, as torch's threshold backward lets its gradient through); out may be x. Eight
-    flags at a time go into a word of bytes, packed into one byte by a multiply (PACK_BITS)."""
+    """_relu_row for each image: out = max(x, 0) and its mask bits, one row of ``bits`` per
+    image."""
     rows = bits.shape[0]
     per_row = x.size // rows
     values, result = x.reshape(rows, per_row), out.reshape(rows, per_row)
     packed = bits.reshape(rows, bits.size // rows)
-    whole = per_row // 8
     for n in range(rows):
-        row, kept, row_bits = values[n], result[n], packed[n]
-        for j in range(whole):
-            word = np.uint64(0)
-            for k in range(8):
-                value = row[8 * j + k]
-                keep = not value <= 0
-                kept[8 * j + k] = value if keep else 0
-                word |= np.uint64(keep) << np.uint64(8 * k)
-            row_bits[j] = (word * PACK_BITS) >> np.uint64(56)
-        if whole * 8 < per_row:
-            word = np.uint64(0)
-            for i in range(whole * 8, per_row):
-                value = row[i]
-                keep = not value <= 0
-                kept[i] = value if keep else 0
-                word |= np.uint64(keep) << np.uint64(i - whole * 8)
-            row_bits[whole] = word
+        _relu_row(values[n], result[n], packed[n])
+
+
+def _relu_in_place(x, bits):
+    """_relu with out = x."""
+    rows = bits.shape[0]
+    values = x.reshape(rows, x.size // rows)
+    packed = bits.reshape(rows, bits.size // rows)
+    for n in range(rows):
+        row = values[n]
+        _relu_row(row, row, packed[n])
 
 
 def _hardtanh(x, low, high, out, inside):
@@ -722,11 +758,15 @@ depthwise_backward = _compile(_depthwise_backward, fastmath={"reassoc"})
 im2col = _compile(_im2col)
 channel_square_sums = _compile(_channel_square_sums, fastmath={"reassoc"})
 batch_norm_forward = _compile(_batch_norm_forward)
+_affine_row = _compile_inline(_affine_row)
 scale_shift = _compile(_scale_shift)
+scale_shift_in_place = _compile(_scale_shift_in_place)
 batch_norm_sums = _compile(_batch_norm_sums, fastmath={"reassoc"})
 batch_norm_input_gradient = _compile(_batch_norm_input_gradient)
 col2im = _compile(_col2im)
+_relu_row = _compile_inline(_relu_row)
 relu = _compile(_relu)
+relu_in_place = _compile(_relu_in_place)
 batch_norm_relu_forward = _compile(_batch_norm_relu_forward)
 _relu_gated = _compile(_relu_gated)
 batch_norm_relu_sums = _compile(_batch_norm_relu_sums, fastmath={"reassoc"})

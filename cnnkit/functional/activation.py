@@ -34,8 +34,11 @@ def relu(x: np.ndarray, inplace: bool = False) -> tuple[np.ndarray, BitMask]:
     """y = max(x, 0); the cache is the mask not x <= 0 as bits (NaN included, as torch's
     threshold backward lets its gradient through), both from one compiled pass when it can."""
     if _compiled_relu_takes(x):
-        out = x if inplace else np.empty_like(x)
         bits = np.empty(bits_shape(x.shape), dtype=np.uint8)
+        if inplace:
+            by_images(_compiled.relu_in_place, x, bits)
+            return x, BitMask(bits, x.shape)
+        out = np.empty_like(x)
         by_images(_compiled.relu, x, out, bits)
         return out, BitMask(bits, x.shape)
     positive = ~(x <= 0)

@@ -236,7 +236,11 @@ def _affine(x, scale, shift, relu: bool, out=None) -> np.ndarray:
     if out is None:
         out = np.empty_like(x)
     if _compiled_kernels_take(x) and x.size and out.flags.c_contiguous:
-        by_images(_compiled.scale_shift, *_by_channel(x, scale, shift), relu, *_by_channel(out))
+        arrays = _by_channel(x, scale, shift)
+        if out is x:
+            by_images(_compiled.scale_shift_in_place, *arrays, relu)
+        else:
+            by_images(_compiled.scale_shift, *arrays, relu, *_by_channel(out))
         return out
     np.multiply(x, _per_channel(scale, x.ndim), out=out)
     out += _per_channel(shift, x.ndim)
