@@ -707,14 +707,25 @@ def _relu_in_place(x, bits):
         _relu_row(row, row, packed[n])
 
 
-def _hardtanh(x, low, high, out, inside):
-    """out = min(max(x, low), high) as np.clip computes it (a NaN stays) and inside = not
-    (x <= low or x >= high) (NaN included, torch passes its gradient), one pass; out may be x."""
-    values, result, mask = x.ravel(), out.ravel(), inside.ravel()
+def _hardtanh_row(values, low, high, result, mask):
+    """result = min(max(values, low), high) as np.clip computes it (a NaN stays) and mask = not
+    (values <= low or values >= high) (NaN included, torch passes its gradient); ``result``
+    may be ``values`` itself (as in _affine_row, pass one array twice)."""
     for i in range(values.size):
         value = values[i]
         mask[i] = not ((value <= low) | (value >= high))
         result[i] = low if value < low else (high if value > high else value)
+
+
+def _hardtanh(x, low, high, out, inside):
+    """_hardtanh_row over the whole array, one pass."""
+    _hardtanh_row(x.ravel(), low, high, out.ravel(), inside.ravel())
+
+
+def _hardtanh_in_place(x, low, high, inside):
+    """_hardtanh with out = x."""
+    values = x.ravel()
+    _hardtanh_row(values, low, high, values, inside.ravel())
 
 
 def _relu_backward(dout, bits, dx):
@@ -772,4 +783,6 @@ _relu_gated = _compile(_relu_gated)
 batch_norm_relu_sums = _compile(_batch_norm_relu_sums, fastmath={"reassoc"})
 batch_norm_relu_input_gradient = _compile(_batch_norm_relu_input_gradient)
 relu_backward = _compile(_relu_backward)
+_hardtanh_row = _compile_inline(_hardtanh_row)
 hardtanh = _compile(_hardtanh)
+hardtanh_in_place = _compile(_hardtanh_in_place)

@@ -50,8 +50,12 @@ def hardtanh(
             f"hardtanh min_val must be <= max_val, got min_val={min_val!r}, max_val={max_val!r}"
         )
     if _compiled_relu_takes(z):
-        out, inside = (z if inplace else np.empty_like(z)), np.empty(z.shape, dtype=bool)
+        inside = np.empty(z.shape, dtype=bool)
         low, high = z.dtype.type(min_val), z.dtype.type(max_val)
+        if inplace:
+            by_images(_compiled.hardtanh_in_place, z, low, high, inside)
+            return z, inside
+        out = np.empty_like(z)
         by_images(_compiled.hardtanh, z, low, high, out, inside)
         return out, inside
     inside = ~((z <= min_val) | (z >= max_val))
