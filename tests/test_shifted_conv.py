@@ -188,8 +188,9 @@ def test_grid_columns_filled_from_the_images_equal_the_whole_grid(
     top, bottom, left, right = padding
     grid = _shifted_conv.grid_for((n, 2, *hw), kernel, ((top, bottom), (left, right)), (1, 1))
     images = np.random.default_rng(seed).standard_normal((n, 2, *hw))
-    whole = grid.place(images, np.empty((2, grid.size)), grid.lead)
-    first, count = min(window[0], grid.size - 1), window[1]
-    count = min(count, grid.size - first)
+    size = max(grid.lead + grid.length, grid.length + grid.margin)  # every column a pass reads
+    whole = grid.place(images, np.empty((2, size)), grid.lead)
+    first, count = min(window[0], size - 1), window[1]
+    count = min(count, size - first)
     rows, offset = grid.columns_of(images, first, count, "test grid columns")
     np.testing.assert_array_equal(rows[:, offset : offset + count], whole[:, first : first + count])

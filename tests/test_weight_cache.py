@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from checks import record_calls
 from threadpoolctl import threadpool_limits
 
 import cnnkit
-from cnnkit.functional import _parallel, _shifted_conv, _weight_cache
+from cnnkit.functional import _parallel, _shifted_conv, _weight_cache, winograd
 from cnnkit.functional.conv import conv2d
 
 
@@ -32,9 +33,13 @@ def test_grid_layout_is_reused_until_the_weight_changes_in_place(rng, monkeypatc
     np.testing.assert_allclose(updated, torch_conv(x, weight), rtol=1e-10, atol=1e-12)
 
 
-def test_training_makes_the_layout_every_call(rng, monkeypatch):
-    monkeypatch.setenv("CNNKIT_CONV_PATH", "grid")
-    calls = record_calls(monkeypatch, _shifted_conv, "_by_kernel_row")
+@pytest.mark.parametrize(
+    ("path", "module", "layout"),
+    [("grid", _shifted_conv, "_by_kernel_row"), ("winograd2", winograd, "weight_transform")],
+)
+def test_training_makes_the_layout_every_call(rng, monkeypatch, path, module, layout):
+    monkeypatch.setenv("CNNKIT_CONV_PATH", path)
+    calls = record_calls(monkeypatch, module, layout)
     x, weight = rng.standard_normal((1, 2, 5, 5)), rng.standard_normal((2, 2, 3, 3))
     conv2d(x, weight, padding=1)
     conv2d(x, weight, padding=1)

@@ -150,15 +150,6 @@ def test_weight_cache_sees_in_place_updates(rng, monkeypatch):
     np.testing.assert_array_equal(view, halved)
 
 
-def test_training_transforms_the_weights_every_call(rng, monkeypatch):
-    monkeypatch.setenv("CNNKIT_CONV_PATH", "winograd2")
-    calls = record_calls(monkeypatch, winograd, "weight_transform")
-    x, weight = rng.standard_normal((1, 2, 4, 4)), rng.standard_normal((2, 2, 3, 3))
-    conv2d(x, weight, padding=1)
-    conv2d(x, weight, padding=1)
-    assert len(calls) == 2
-
-
 def test_weight_cache_evicts_beyond_its_budget(rng, monkeypatch):
     monkeypatch.setattr(_weight_cache, "CACHE_BYTES", 1)
     _weight_cache.CACHE.clear()

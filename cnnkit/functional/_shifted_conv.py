@@ -58,7 +58,6 @@ class Grid:
     block: tuple[int, int]
     lead: int
     offsets: tuple[int, ...]
-    size: int
 
     @property
     def margin(self) -> int:
@@ -171,9 +170,7 @@ def grid_for(input_shape, kernel, padding: Padding2d, dilation) -> Grid:
         for u in range(kernel[0])
         for v in range(kernel[1])
     )
-    lead, length = top * block[1] + left, n * block[0] * block[1]
-    size = max(lead + length, length + offsets[-1])
-    return Grid(n, h, w, block, lead, offsets, size)
+    return Grid(n, h, w, block, top * block[1] + left, offsets)
 
 
 def plan(

@@ -389,8 +389,7 @@ def _depthwise_by_channels(x, weight, bias, stride, dilation, pad, out) -> None:
     32 x 112 x 112 284 / 292-299; each part needs MIN_PART_BYTES of input, as a convolution's."""
     biases = np.empty(0, dtype=x.dtype) if bias is None else bias
     geometry = (*stride, *dilation, pad[0][0], pad[1][0])
-    whole = [slice(None)]
-    parts = _parallel.parts_for(x.shape[1], x.nbytes) if x.shape[0] == 1 else whole
+    parts = _parallel.parts_for(x.shape[1], x.nbytes) if x.shape[0] == 1 else [slice(None)]
     tasks = [
         functools.partial(
             _compiled.depthwise_forward,

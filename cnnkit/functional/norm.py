@@ -166,7 +166,7 @@ def batch_norm(
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm in eval mode needs running_mean and running_var")
         mean, var = running_mean, running_var
-    inv_std = (1 / np.sqrt(var + eps)).astype(x.dtype, copy=False)
+    inv_std = _inv_std(var, eps, x.dtype)
     if not training:
         return _normalize_with_running_stats(x, mean, inv_std, gamma, beta)
     if compiled:
@@ -222,6 +222,11 @@ def _normalize_with_running_stats(x, mean, inv_std, gamma, beta):
     return out, cache
 
 
+def _inv_std(var: np.ndarray, eps: float, dtype) -> np.ndarray:
+    """1 / sqrt(var + eps) in ``dtype``: the one rounding both eval paths must share."""
+    return (1 / np.sqrt(var + eps)).astype(dtype, copy=False)
+
+
 def _eval_affine(mean, inv_std, gamma, beta, dtype) -> tuple[np.ndarray, np.ndarray]:
     """(scale, shift) = (gamma * inv_std, beta - mean * scale) per channel, in ``dtype``."""
     scale = inv_std if gamma is None else gamma * inv_std
@@ -261,7 +266,7 @@ def batch_norm_inference_(
     """Eval-mode batch norm written into ``x`` (then ReLU where ``relu``): bit for bit what
     batch_norm(x, ..., training=False) and relu give, in one pass and no new array; for an x
     that nothing else reads (cnnkit.nn.fusion: a convolution's own output under no_grad)."""
-    inv_std = (1 / np.sqrt(running_var + eps)).astype(x.dtype, copy=False)
+    inv_std = _inv_std(running_var, eps, x.dtype)
     return _affine(x, *_eval_affine(running_mean, inv_std, gamma, beta, x.dtype), relu, out=x)
 
 
