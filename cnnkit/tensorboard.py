@@ -4,7 +4,9 @@ After each epoch the callback writes: the epoch's scalars ("loss/train", "loss/v
 "accuracy/train", "accuracy/val", "lr", "seconds"), a histogram of every parameter
 ("weights/NAME") and of its gradient from the epoch's last mini-batch ("gradients/NAME"), and the
 first conv layer's filters as an image ("filters/NAME"). Step = epochs done. View the run with
-``tensorboard --logdir OUT/tensorboard``.
+``tensorboard --logdir OUT/tensorboard``. A scalar that is NaN or infinite, and a histogram
+whose values cannot be binned (any non-finite value, or all of them beyond tensorboardX's default
+buckets, |v| < 1e20), are left out: both follow a diverging step, which the terminal reports.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ SCALAR_TAGS = {
     "lr": "lr",
     "seconds": "seconds",
 }
+HISTOGRAM_LIMIT = 1e20
 
 
 def require_tensorboardx():
@@ -38,6 +41,11 @@ def require_tensorboardx():
     return SummaryWriter
 
 
+def binnable(values: np.ndarray) -> bool:
+    """True where tensorboardX's default histogram buckets (|v| < 1e20) can hold the values."""
+    return bool(np.all(np.isfinite(values)) and np.any(np.abs(values) < HISTOGRAM_LIMIT))
+
+
 class TensorBoardLogger(Callback):
     """Trainer callback writing scalars, weight/gradient histograms and filter images per epoch."""
 
@@ -50,14 +58,14 @@ class TensorBoardLogger(Callback):
     def on_epoch_end(self, trainer, logs: dict) -> None:
         step = trainer.epoch
         for key, tag in SCALAR_TAGS.items():
-            if logs.get(key) is not None:
+            if logs.get(key) is not None and np.isfinite(logs[key]):
                 self.writer.add_scalar(tag, float(logs[key]), step)
         model = trainer.model
         if self.histograms:
             for name, parameter in model.named_parameters():
-                self.writer.add_histogram(f"weights/{name}", parameter.data, step)
-                if np.all(np.isfinite(parameter.grad)):
-                    self.writer.add_histogram(f"gradients/{name}", parameter.grad, step)
+                for kind, values in (("weights", parameter.data), ("gradients", parameter.grad)):
+                    if binnable(values):
+                        self.writer.add_histogram(f"{kind}/{name}", values, step)
         names = conv_layer_names(model)
         if self.images and names:
             grid = filter_grid(filters(model, names[0]))

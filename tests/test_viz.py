@@ -166,6 +166,38 @@ def test_tensorboard_logs_scalars_histograms_and_filters(run_dir, trained):
     assert [kind for _, kind in events["filters/features.0"]] == ["image", "image"]
 
 
+def test_tensorboard_leaves_out_what_a_diverging_step_cannot_log(tmp_path):
+    """lr 1e30: one step sends the weights past 1e20 and the validation loss to NaN."""
+    pytest.importorskip("tensorboardX")
+    out = tmp_path / "diverged"
+    argv = ["train", "--limit", "16", "--epochs", "1", "--lr", "1e30", "--no-progress"]
+    assert main([*argv, "--out", str(out), "--tensorboard"]) == 0
+    events = read_events(out / "tensorboard")
+    assert "loss/train" in events and "loss/val" not in events
+    assert "weights/features.0.weight" not in events and "gradients/features.0.weight" in events
+
+
+def test_binnable_is_what_tensorboardx_default_buckets_hold(tmp_path):
+    """binnable says yes exactly where tensorboardX's add_histogram succeeds on finite values."""
+    pytest.importorskip("tensorboardX")
+    from tensorboardX import SummaryWriter
+
+    from cnnkit.tensorboard import binnable
+
+    writer = SummaryWriter(str(tmp_path))
+    cases = {(0.5, -2.0): True, (1e30, 3.0): True, (1e30, -1e30): False, (2e20, 5e25): False}
+    for values, expected in cases.items():
+        values = np.array(values, np.float32)
+        assert binnable(values) is expected, values
+        if expected:
+            writer.add_histogram("t", values, 0)
+        else:
+            with pytest.raises(ValueError, match="histogram is empty"):
+                writer.add_histogram("t", values, 0)
+    writer.close()
+    assert not binnable(np.array([np.nan, 1.0])) and not binnable(np.array([np.inf, 1.0]))
+
+
 def test_train_refuses_to_start_without_the_optional_packages(
     run_dir, tmp_path, monkeypatch, capsys
 ):
