@@ -195,3 +195,53 @@ def test_to_float64_casts_parameters_and_constants():
     cast = ckonnx.load(model).to(np.float64)
     np.testing.assert_allclose(cast(x), ckonnx.load(model, dtype=np.float64)(x), rtol=1e-12)
     assert cast(x).dtype == np.float64
+
+
+def test_under_no_grad_a_convolutions_sole_activation_is_its_clamp(monkeypatch):
+    """Conv -> Relu and Conv -> Clip(0, 6) fuse; a Conv read twice (Relu and Add) and a Conv
+    whose output is a graph output do not; the outputs equal the layers one by one."""
+    from cnnkit.nn import fusion
+
+    rng = np.random.default_rng(1)
+
+    def weight(name, shape):
+        return helper.make_tensor(name, onnx.TensorProto.FLOAT, shape, rng.standard_normal(shape))
+
+    bounds = [
+        helper.make_tensor(n, onnx.TensorProto.FLOAT, [], [v]) for n, v in [("lo", 0), ("hi", 6)]
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"]),
+        helper.make_node("Clip", ["c2", "lo", "hi"], ["r2"]),
+        helper.make_node("Conv", ["r2", "w3"], ["c3"]),
+        helper.make_node("Relu", ["c3"], ["r3"]),
+        helper.make_node("Add", ["r3", "c3"], ["y"]),
+        helper.make_node("Conv", ["r2", "w3"], ["z"]),
+        helper.make_node("Relu", ["z"], ["r4"]),
+    ]
+    initializers = [
+        weight("w1", [4, 3, 3, 3]),
+        weight("b1", [4]),
+        weight("w2", [4, 4, 1, 1]),
+        weight("w3", [4, 4, 1, 1]),
+        *bounds,
+    ]
+    model = ckonnx.load(graph_model(nodes, ["x"], ["y", "z", "r4"], initializers))
+    unfused = model(X)
+    calls = []
+    real = fusion.convolve_and_clamp
+    monkeypatch.setattr(
+        fusion,
+        "convolve_and_clamp",
+        lambda conv, activation, x: (
+            calls.append(type(activation).__name__) or real(conv, activation, x)
+        ),
+    )
+    with ck.no_grad():
+        fused = model(X)
+    assert calls == ["ReLU", "ReLU6"]
+    for a, b in zip(fused, unfused, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(fused[2], np.maximum(fused[1], 0))  # z itself not clamped

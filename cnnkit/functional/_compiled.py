@@ -334,9 +334,34 @@ def _copy_run(inputs, run, kept, into_phases):
             inputs[k] = 0
 
 
-def _depthwise_forward(x, weight, bias, stride_h, stride_w, dil_h, dil_w, top, left, out):
+def _clamp_row(source, target, shift, shifted, low, high, clamped):
+    """target = source (+ shift where ``shifted``), then, where ``clamped``, ``low`` where that
+    is <= low, ``high`` where it is >= high (a NaN stays): ReLU's rule with (0, inf), Hardtanh's
+    with its bounds. The sum is conv2d's ``out += bias``, rounded alike; ``target`` may be
+    ``source`` itself (pass one row twice, as in _affine_row)."""
+    for j in range(source.size):
+        value = source[j] + shift if shifted else source[j]
+        if clamped:
+            value = low if value <= low else (high if value >= high else value)
+        target[j] = value
+
+
+def _bias_clamp_in_place(x, bias, shifted, low, high, clamped):
+    """x[n, c] = _clamp_row of x[n, c] with shift bias[c], in place, for x of shape (N, C, M)
+    and bias (C,) (read only where ``shifted``)."""
+    n_images, channels, _ = x.shape
+    for n in range(n_images):
+        for c in range(channels):
+            row = x[n, c]
+            _clamp_row(row, row, bias[c], shifted, low, high, clamped)
+
+
+def _depthwise_forward(
+    x, weight, bias, shifted, stride_h, stride_w, dil_h, dil_w, top, left, low, high, clamped, out
+):
     """out[n,c,i,j] = sum_{u,v} xpad[n, c, i*s_h + u*d_h, j*s_w + v*d_w] * weight[c, 0, u, v]
-    (+ bias[c] where ``bias`` has C entries; an empty ``bias`` adds nothing).
+    (+ bias[c] where ``shifted``), then, where ``clamped``, min(max(., low), high) by
+    _clamp_row's rule.
 
     Each plane is copied once into its stride_h x stride_w phase planes (_depthwise_grid), where
     every tap is a constant shift of one flat array: the convolution is then a few long
@@ -345,7 +370,7 @@ def _depthwise_forward(x, weight, bias, stride_h, stride_w, dil_h, dil_w, top, l
     the NumPy kernel's order (u, then v) to a zero start, so every output is the same sum of the
     same products as conv._depthwise_forward, bit for bit; the bias is added to each finished
     sum as its plane is written out (the same addition as conv2d's ``out += bias``, one pass
-    over the output fewer).
+    over the output fewer), and so is the clamp of an activation fused into the convolution.
     """
     n_images, channels, height, width = x.shape
     kernel_h, kernel_w = weight.shape[2], weight.shape[3]
@@ -380,17 +405,9 @@ def _depthwise_forward(x, weight, bias, stride_h, stride_w, dil_h, dil_w, top, l
                     total[q] = total[q] + ra[q] * wa
                 v += 1
         target = out[n, c]
-        if bias.size:
-            shift = bias[c]
-            for i in range(out_h):
-                line, source = target[i], total[i * pitch : i * pitch + out_w]
-                for j in range(out_w):
-                    line[j] = source[j] + shift
-            continue
         for i in range(out_h):
-            line, source = target[i], total[i * pitch : i * pitch + out_w]
-            for j in range(out_w):
-                line[j] = source[j]
+            source = total[i * pitch : i * pitch + out_w]
+            _clamp_row(source, target[i], bias[c], shifted, low, high, clamped)
 
 
 def _depthwise_backward(dout, x, weight, stride_h, stride_w, dil_h, dil_w, top, left, dx, dweight):
@@ -708,13 +725,13 @@ def _relu_in_place(x, bits):
 
 
 def _hardtanh_row(values, low, high, result, mask):
-    """result = min(max(values, low), high) as np.clip computes it (a NaN stays) and mask = not
+    """result = min(max(values, low), high), _clamp_row's rule (a NaN stays), and mask = not
     (values <= low or values >= high) (NaN included, torch passes its gradient); ``result``
     may be ``values`` itself (as in _affine_row, pass one array twice)."""
     for i in range(values.size):
         value = values[i]
         mask[i] = not ((value <= low) | (value >= high))
-        result[i] = low if value < low else (high if value > high else value)
+        result[i] = low if value <= low else (high if value >= high else value)
 
 
 def _hardtanh(x, low, high, out, inside):
@@ -764,6 +781,8 @@ max_pool_backward_by_window = _compile(_max_pool_backward_by_window)
 _move_2x2_taps = _compile(_move_2x2_taps)
 max_pool_backward_2x2 = _compile(_max_pool_backward_2x2)
 adaptive_max_pool = _compile(_adaptive_max_pool)
+_clamp_row = _compile_inline(_clamp_row)
+bias_clamp_in_place = _compile(_bias_clamp_in_place)
 depthwise_forward = _compile(_depthwise_forward)
 depthwise_backward = _compile(_depthwise_backward, fastmath={"reassoc"})
 im2col = _compile(_im2col)

@@ -327,14 +327,22 @@ def conv2d(
     padding=0,
     dilation=1,
     groups: int = 1,
+    clamp: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, Conv2dCache]:
     """2-D cross-correlation of x (N, C_in, H, W) with weight (C_out, C_in/groups, kH, kW).
 
     ``padding`` is an int, a pair, 'valid', 'same' (TensorFlow's rule: output ceil(H/stride),
     the odd extra row/column at the bottom/right) or explicit ((top, bottom), (left, right)).
     Returns the output (N, C_out, H_out, W_out) and the cache for :func:`conv2d_backward`.
+
+    ``clamp=(low, high)`` is an activation fused in for inference (cnnkit.nn.fusion): the
+    output becomes min(max(y, low), high) by the rule of ReLU (0, inf) and Hardtanh, applied
+    with the bias as each thread's images are written, one pass over the output. The cache is
+    the convolution's alone: conv2d_backward knows nothing of the clamp.
     """
     _validate(x, weight, bias, groups)
+    if clamp is not None:
+        clamp = _clamp_bounds(clamp, x.dtype)
     stride, dilation = pair(stride, "stride"), pair(dilation, "dilation")
     kernel = weight.shape[2:]
     pad = resolve_padding(padding, x.shape[2:], kernel, stride, dilation)
@@ -354,7 +362,7 @@ def conv2d(
 
     def forward_part(images: slice) -> ImagePart:
         saved, grid = _run_forward(
-            path, x[images], weight, bias, stride, pad, dilation, groups, out_hw, out[images]
+            path, x[images], weight, bias, clamp, stride, pad, dilation, groups, out_hw, out[images]
         )
         return ImagePart(images, saved, grid)
 
@@ -367,36 +375,68 @@ def conv2d(
     return out, cache
 
 
-def _run_forward(path, x, weight, bias, stride, pad, dilation, groups, out_hw, out):
+def _clamp_bounds(clamp, dtype) -> tuple:
+    """(low, high) as scalars of ``dtype``, checked: two numbers with low <= high."""
+    if not (isinstance(clamp, tuple) and len(clamp) == 2) or any(
+        isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) for v in clamp
+    ):
+        raise TypeError(f"conv2d clamp must be a pair of numbers (low, high), got {clamp!r}")
+    if not clamp[0] <= clamp[1]:
+        raise ValueError(f"conv2d clamp must have low <= high, got {clamp!r}")
+    return dtype.type(clamp[0]), dtype.type(clamp[1])
+
+
+def _run_forward(path, x, weight, bias, clamp, stride, pad, dilation, groups, out_hw, out):
     """(what backward reads, the flat grid or None) of the kernels named by ``path``, which
-    write the output into ``out``, plus ``bias`` unless it is None."""
+    write the output into ``out``, plus ``bias`` unless it is None, clamped to ``clamp``
+    unless it is None."""
     if path == "depthwise":  # the compiled loops add the bias as they write each plane
         x = np.ascontiguousarray(x)
-        _depthwise_by_channels(x, weight, bias, stride, dilation, pad, out)
+        _depthwise_by_channels(x, weight, bias, clamp, stride, dilation, pad, out)
         return x, None
     saved, grid = _run_unbiased(path, x, weight, stride, pad, dilation, groups, out_hw, out)
-    if bias is not None:
-        out += bias[None, :, None, None]
+    _add_bias_and_clamp(out, bias, clamp)
     return saved, grid
 
 
-def _depthwise_by_channels(x, weight, bias, stride, dilation, pad, out) -> None:
+def _add_bias_and_clamp(out, bias, clamp) -> None:
+    """out += bias per channel, then out = min(max(out, low), high) for clamp = (low, high):
+    one compiled pass where there is a clamp (the NumPy expressions of the layers one by one
+    otherwise)."""
+    if clamp is None:
+        if bias is not None:
+            out += bias[None, :, None, None]
+        return
+    if _compiled.ENABLED and out.flags.c_contiguous:
+        shift = np.zeros(out.shape[1], out.dtype) if bias is None else bias
+        flat = out.reshape(*out.shape[:2], -1)
+        _compiled.bias_clamp_in_place(flat, shift, bias is not None, *clamp, True)
+        return
+    if bias is not None:
+        out += bias[None, :, None, None]
+    np.clip(out, *clamp, out=out)
+
+
+def _depthwise_by_channels(x, weight, bias, clamp, stride, dilation, pad, out) -> None:
     """The compiled depthwise loops on x; one image's channels are split between the BLAS
     threads (a batch is split by images before this, see _plan; a plane's loops are the same
     either way). bench-like measurement, AMD EPYC (Zen 4), two threads, MobileNetV2's layers at
     batch 1, us one thread / split: 96 x 112 x 112 stride 2 766 / 480-657, 144 x 56 x 56 370 /
     282-308, its stride-2 twin 436 / 307, 960 x 7 x 7 260 / 213, 192 x 28 x 28 187 / 182 and
     32 x 112 x 112 284 / 292-299; each part needs MIN_PART_BYTES of input, as a convolution's."""
-    biases = np.empty(0, dtype=x.dtype) if bias is None else bias
+    biases = np.zeros(x.shape[1], dtype=x.dtype) if bias is None else bias
     geometry = (*stride, *dilation, pad[0][0], pad[1][0])
+    bounds = (x.dtype.type(0), x.dtype.type(0), False) if clamp is None else (*clamp, True)
     parts = _parallel.parts_for(x.shape[1], x.nbytes) if x.shape[0] == 1 else [slice(None)]
     tasks = [
         functools.partial(
             _compiled.depthwise_forward,
             x[:, channels],
             weight[channels],
-            biases[channels] if biases.size else biases,
+            biases[channels],
+            bias is not None,
             *geometry,
+            *bounds,
             out[:, channels],
         )
         for channels in parts

@@ -139,6 +139,11 @@ class _ConvNd(CachedModule):
         return x
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        return self.convolve(x)
+
+    def convolve(self, x: np.ndarray, clamp: tuple[float, float] | None = None) -> np.ndarray:
+        """forward, with an activation's clamp (low, high) fused in where given (F.conv2d's
+        ``clamp``; for inference: backward is the convolution's alone)."""
         self._check_input(x)
         planes = self._planes(x)
         if x.shape[1] != self.in_channels:
@@ -155,7 +160,9 @@ class _ConvNd(CachedModule):
             padding = 0
         weight = self.weight.data.reshape(self.out_channels, -1, *kernel)
         bias = None if self.bias is None else self.bias.data
-        out, conv_cache = F.conv2d(planes, weight, bias, stride, padding, dilation, self.groups)
+        out, conv_cache = F.conv2d(
+            planes, weight, bias, stride, padding, dilation, self.groups, clamp=clamp
+        )
         self._cache = (pad_cache, conv_cache)
         return out.reshape(self._unplane(out.shape))
 

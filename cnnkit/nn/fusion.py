@@ -9,6 +9,9 @@
   (cnnkit.functional.norm.batch_norm_inference_), where the layers one by one make three or
   four passes and two arrays. The convolution's output is a fresh array that nothing else
   reads under no_grad, so writing into it changes nothing else.
+- Inference: a ReLU, ReLU6 or Hardtanh right after a Conv2d or Conv1d is the convolution's
+  clamp (F.conv2d's ``clamp``), applied with the bias as each thread's images are written:
+  one pass over the output fewer, and no second array (cnnkit.onnx's graphs fuse the same pairs).
 
 A layer whose forward is wrapped on the instance (a recording tap of cnnkit.viz, the summary's
 shape trace, cnnkit.onnx.export's tracer) is never fused, so that whatever wraps it sees it run
@@ -23,8 +26,9 @@ import numpy as np
 
 from cnnkit.functional.norm import batch_norm_inference_
 from cnnkit.nn.activation import ReLU
-from cnnkit.nn.conv import Conv2d, SeparableConv2d
+from cnnkit.nn.conv import Conv1d, Conv2d, SeparableConv2d
 from cnnkit.nn.grad_mode import is_grad_enabled
+from cnnkit.nn.modern_activation import Hardtanh, ReLU6
 from cnnkit.nn.module import Module
 from cnnkit.nn.norm import BatchNorm2d
 
@@ -42,6 +46,9 @@ def run_chain(modules: Sequence[Module], x: np.ndarray) -> np.ndarray:
         if normalized:
             x = _convolve_and_normalize(module, *rest[: normalized - 1], x=x)
             index += normalized
+        elif follower is not None and clamps(module, follower):
+            x = convolve_and_clamp(module, follower, x)
+            index += 2
         elif isinstance(module, BatchNorm2d) and module.fuses(follower):
             x = module(x, relu=follower)
             index += 2
@@ -88,4 +95,33 @@ def _convolve_and_normalize(
     for layer in (bn, relu):
         if layer is not None:  # as after its own no_grad call: backward says why it cannot run
             layer._cache = FUSED
+    return out
+
+
+def activation_clamp(module: Module) -> tuple[float, float] | None:
+    """(low, high) of a ReLU (0, inf), ReLU6 (0, 6) or Hardtanh layer, else None."""
+    if type(module) is ReLU:
+        return 0.0, float("inf")
+    if type(module) is ReLU6:
+        return 0.0, 6.0
+    if type(module) is Hardtanh:
+        return module.min_val, module.max_val
+    return None
+
+
+def clamps(module: Module, activation: Module) -> bool:
+    """Whether ``activation`` runs as ``module``'s clamp: under no_grad, a Conv2d or Conv1d
+    and a ReLU, ReLU6 or Hardtanh, neither wrapped."""
+    return (
+        not is_grad_enabled()
+        and type(module) in (Conv2d, Conv1d)
+        and activation_clamp(activation) is not None
+        and _unwrapped(module, activation)
+    )
+
+
+def convolve_and_clamp(module: Conv2d | Conv1d, activation: Module, x: np.ndarray) -> np.ndarray:
+    """activation(module(x)) in one pass over the output (see :func:`clamps`)."""
+    out = module.convolve(x, activation_clamp(activation))
+    activation._cache = FUSED
     return out

@@ -10,7 +10,9 @@ it) and returns dL/d(its input) (a tuple for several inputs), and where a value 
 layers (fan-out: a residual's skip, a concatenation's branches) their gradients add up,
 dL/dv = sum over consumers. Layers whose
 inputs depend on neither a graph input nor a parameter, and the shape computations, run under
-no_grad and take no part in backward.
+no_grad and take no part in backward. Under no_grad, a convolution whose one consumer is a
+ReLU, ReLU6 or Hardtanh (ONNX Relu and Clip) runs with that activation as its clamp, one pass
+over the output fewer (cnnkit.nn.fusion, bit for bit the two layers one by one).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cnnkit.nn import fusion
 from cnnkit.nn.grad_mode import is_grad_enabled, no_grad
 from cnnkit.nn.module import Module
 
@@ -83,6 +86,7 @@ class OnnxGraph(Module):
         self.output_names = list(output_names)
         self.input_shapes = [tuple(s) for s in input_shapes]
         self._passes: list[_Pass] = []
+        self._activation_after = _sole_activations(self.steps, self.output_names)
 
     def _bind(self, args, kwargs) -> dict[str, np.ndarray]:
         if len(args) + len(kwargs) != len(self.input_names):
@@ -113,8 +117,18 @@ class OnnxGraph(Module):
         recording = is_grad_enabled()
         needs_grad = {n for n, v in inputs.items() if v.dtype.kind == "f"} if recording else set()
         ran: list = []
-        for step in self.steps:
+        fused: set[int] = set()
+        for index, step in enumerate(self.steps):
+            if index in fused:
+                continue
             arguments = [values[name] for name in step.inputs]
+            follower = self._activation_after.get(index)
+            if follower is not None and fusion.clamps(step.module, self.steps[follower].module):
+                activation = self.steps[follower]
+                out = fusion.convolve_and_clamp(step.module, activation.module, *arguments)
+                values[step.outputs[0]] = values[activation.outputs[0]] = out
+                fused.add(follower)
+                continue
             with_grad = (
                 recording
                 and step.is_layer
@@ -190,3 +204,20 @@ class OnnxGraph(Module):
 def _accumulate(grads: dict[str, np.ndarray], name: str, grad: np.ndarray) -> None:
     """grads[name] += grad, never in place (a layer may hand back an array it still uses)."""
     grads[name] = grad if name not in grads else grads[name] + grad
+
+
+def _sole_activations(steps: Sequence[Step], output_names: Sequence[str]) -> dict[int, int]:
+    """{index of a step: index of the activation step that alone reads its one output} where
+    the output is not also a graph output and that activation can be a clamp."""
+    readers: dict[str, list[int]] = {}
+    for index, step in enumerate(steps):
+        for name in step.inputs:
+            readers.setdefault(name, []).append(index)
+    pairs = {}
+    for index, step in enumerate(steps):
+        if len(step.outputs) != 1 or step.outputs[0] in output_names:
+            continue
+        found = readers.get(step.outputs[0], [])
+        if len(found) == 1 and fusion.activation_clamp(steps[found[0]].module) is not None:
+            pairs[index] = found[0]
+    return pairs
