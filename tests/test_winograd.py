@@ -229,7 +229,7 @@ def test_automatic_rule(dtype, channels, size, expected, monkeypatch):
     assert path == expected
 
 
-def test_float32_winograd_only_on_one_blas_thread(monkeypatch):
+def test_float32_winograd_in_training_only_on_one_blas_thread(monkeypatch):
     monkeypatch.delenv("CNNKIT_CONV_PATH", raising=False)
     monkeypatch.setattr(_parallel, "MIN_PART_BYTES", 1)
     one, pad = (1, 1), ((1, 1), (1, 1))
@@ -247,3 +247,27 @@ def test_float32_winograd_only_on_one_blas_thread(monkeypatch):
         wider = (256, 256, 3, 3)
         path, _ = conv_module._plan((2, 256, 16, 16), wider, 1, one, pad, one, (16, 16), np.float32)
     assert path == "winograd2"
+
+
+@pytest.mark.parametrize(
+    "batch, channels, size, training, inference",
+    [
+        (2, 128, 7, "grid", "winograd2"),  # batch split: from 128 channels, 7 x 7
+        (2, 64, 16, "grid", "grid"),
+        (1, 256, 14, "padded", "winograd2"),  # one image on two BLAS threads: 256, 14 x 14
+        (1, 256, 7, "padded", "padded"),
+        (1, 128, 16, "grid", "grid"),
+    ],
+)
+def test_float32_inference_takes_winograd_more_widely(
+    monkeypatch, batch, channels, size, training, inference
+):
+    monkeypatch.delenv("CNNKIT_CONV_PATH", raising=False)
+    monkeypatch.setattr(_parallel, "MIN_PART_BYTES", 1)
+    one, pad = (1, 1), ((1, 1), (1, 1))
+    shape, weight_shape = (batch, channels, size, size), (channels, channels, 3, 3)
+    arguments = (shape, weight_shape, 1, one, pad, one, (size, size), np.float32)
+    with threadpool_limits(2, "blas"):
+        assert conv_module._plan(*arguments)[0] == training
+        with cnnkit.no_grad():
+            assert conv_module._plan(*arguments)[0] == inference

@@ -258,6 +258,22 @@ def _winograd_rule(
     F(4, 3): its rounding exceeds the float32 tolerance, see winograd.py), and float64 takes
     F(4, 3) from 32 channels on outputs of at least 8 x 8. A 7 x 7 output wastes 31% of the
     tiles' work on their padding and keeps the grid/im2col rule.
+
+    Inference (under no_grad: the forward pass alone, its transformed weights cached) takes
+    F(2, 3) more widely. bench/conv_paths.py-like forward timings, AMD EPYC (Zen 4), float32,
+    ms, auto before this rule / F(2, 3), batch x C_in x C_out x size:
+
+        two threads, batch split   16x128x128x28 23.2 / 20.0    16x512x512x7 21.7 / 17.8
+                                   4x128x128x28  6.46 / 5.72    4x512x512x7  10.9 / 9.99
+                                   16x64x64x56   25.1 / 30.2    16x64x64x28  6.80 / 8.38
+        two BLAS threads, batch 1  1x256x256x14  5.20 / 1.99    1x128x128x28 2.61 / 4.19
+        one thread, batch 1        1x512x512x7   3.14 / 4.41
+
+    and within ResNet-18 at batch 1 on two BLAS threads (bench/onnx_speed.py), its three
+    256 x 14 x 14 layers 6.28 -> 5.22 ms, its three 512 x 7 x 7 ones 6.57 -> 8.99 ms. So float32
+    inference on several threads takes F(2, 3) when the batch is split between them from 128
+    channels on outputs of at least 7 x 7, and when one image runs on several BLAS threads from
+    256 channels on outputs of at least 14 x 14.
     """
     if not winograd.applies(weight_shape, groups, stride, dilation):
         return None
@@ -265,9 +281,20 @@ def _winograd_rule(
     wide_enough = channels >= (128 if parts == 1 else 256)
     if dtype == np.float32 and wide_enough and size >= 14 and blas_threads == 1:
         return "winograd2"
+    if dtype == np.float32 and (parts > 1 or blas_threads > 1) and not _gradients_recorded():
+        split = parts > 1
+        if channels >= (128 if split else 256) and size >= (7 if split else 14):
+            return "winograd2"
     if dtype == np.float64 and channels >= 32 and size >= 8:
         return "winograd4"
     return None
+
+
+def _gradients_recorded() -> bool:
+    """Whether cnnkit records this call for backward (not under cnnkit.no_grad())."""
+    from cnnkit.nn.grad_mode import is_grad_enabled  # cnnkit.nn imports cnnkit.functional
+
+    return is_grad_enabled()
 
 
 def _tile_size(per_image_bytes: int, batch: int) -> int:
