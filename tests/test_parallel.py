@@ -184,3 +184,21 @@ def test_one_images_depthwise_channels_split_between_threads_bit_for_bit(rng, wi
         split = on_threads(2, forward)
     assert sorted(calls) == [(1, 2, 9, 8), (1, 3, 9, 8)]  # channels 0-1 and 2-4, one a thread
     np.testing.assert_array_equal(split, on_threads(1, forward))
+
+
+@pytest.mark.parametrize("padding", [0, 1])
+def test_one_images_max_pool_planes_split_between_threads_bit_for_bit(monkeypatch, rng, padding):
+    from cnnkit.functional import pool
+
+    x = rng.standard_normal((1, 6, 96, 96)).astype(np.float32)  # two parts of 64 KiB or more
+    monkeypatch.setattr(pool, "MIN_PART_BYTES", 64 * 2**10)
+    calls = []
+    kernel = pool._running_maximum
+    monkeypatch.setattr(
+        pool, "_running_maximum", lambda xp, *a: calls.append(xp.shape) or kernel(xp, *a)
+    )
+    split = on_threads(2, lambda: F.max_pool2d(x, 3, 2, padding)[0])
+    side = 96 + 2 * padding
+    assert sorted(calls) == [(3, 1, side, side), (3, 1, side, side)]
+    np.testing.assert_array_equal(split, on_threads(1, lambda: F.max_pool2d(x, 3, 2, padding)[0]))
+    assert len(calls) == 3  # one thread: one call on all six planes

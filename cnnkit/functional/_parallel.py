@@ -109,10 +109,16 @@ def run(tasks: Sequence[Callable[[], T]], batch: int = 1) -> list[T]:
         return [first] + [future.result() for future in futures]
 
 
-def by_images(kernel: Callable[..., None], *args, totals: Sequence[np.ndarray] = ()) -> None:
+def by_images(
+    kernel: Callable[..., None],
+    *args,
+    totals: Sequence[np.ndarray] = (),
+    min_part_bytes: int = MIN_LOOP_PART_BYTES,
+) -> None:
     """kernel(*args, *totals), its images split between threads (see :func:`parts_for`; a
     loop makes one pass over memory, so a part needs MIN_LOOP_PART_BYTES of its first batched
-    array to pay for its thread).
+    array to pay for its thread, unless ``min_part_bytes`` says otherwise for a kernel of
+    several passes).
 
     Every array argument of three or more axes, (N, C, ...), has the images on axis 0 and is
     cut into contiguous parts; arrays of fewer axes (per channel, per output position) and
@@ -129,7 +135,7 @@ def by_images(kernel: Callable[..., None], *args, totals: Sequence[np.ndarray] =
     if images is None:
         slices = [slice(None)]
     else:
-        slices = parts_for(images.shape[0], images.nbytes, MIN_LOOP_PART_BYTES)
+        slices = parts_for(images.shape[0], images.nbytes, min_part_bytes)
     if len(slices) == 1:
         kernel(*args, *totals)
         return

@@ -32,7 +32,7 @@ from cnnkit.functional._args import (
     unpad_hw,
     window_slice,
 )
-from cnnkit.functional._parallel import by_images
+from cnnkit.functional._parallel import MIN_PART_BYTES, by_images
 
 WINDOW_KERNEL_MAX_OUTPUTS = 36
 """Other than 2x2 windows at stride 2 without padding (which have a kernel of their own), planes
@@ -148,7 +148,11 @@ def max_pool2d(
         return reference.max_pool2d(*args), reference.Call(reference.max_pool2d_backward, args)
     xp = pad_hw(x, geometry.padding, value=-np.inf)
     out = np.empty(x.shape[:2] + geometry.out_hw, dtype=x.dtype)
-    by_images(_running_maximum, xp, geometry, out)
+    if xp.flags.c_contiguous:  # planes, not images, split between threads: batch 1 too
+        planes, pooled = xp.reshape(-1, 1, *xp.shape[2:]), out.reshape(-1, 1, *out.shape[2:])
+        by_images(_running_maximum, planes, geometry, pooled, min_part_bytes=MIN_PART_BYTES)
+    else:
+        by_images(_running_maximum, xp, geometry, out, min_part_bytes=MIN_PART_BYTES)
     cache = MaxPool2dCache(x, xp.shape, geometry)
     if not return_indices:
         return out, cache
