@@ -247,6 +247,22 @@ def test_compiled_depthwise_convolution_of_a_non_contiguous_input(rng):
     np.testing.assert_allclose(compiled[1], reference[1], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_compiled_depthwise_convolution_stacks_the_images_of_a_channel(rng, stride):
+    """Several images' planes of one channel in one run, the last group shorter than the rest:
+    the same outputs, bit for bit, and gradients as the NumPy kernels."""
+    x = rng.standard_normal((11, 2, 60, 61)).astype(np.float32)
+    weight = rng.standard_normal((2, 1, 3, 3)).astype(np.float32)
+    out_h, out_w = (60 - 1) // stride + 1, (61 - 1) // stride + 1
+    _, _, size, _ = _compiled._depthwise_grid(out_h, out_w, 3, 3, stride, stride, 1, 1)
+    assert 1 < _compiled._stacked_images(11, stride * stride * size) < 11
+    options = dict(stride=stride, padding=1)
+    compiled, reference = both(depthwise_round_trip, x, weight, None, 0, **options)
+    np.testing.assert_array_equal(compiled[0], reference[0])
+    np.testing.assert_allclose(compiled[1], reference[1], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(compiled[2], reference[2], rtol=1e-4, atol=1e-3)
+
+
 def test_environment_variable_selects_the_numpy_kernels():
     code = "from cnnkit.functional import _compiled; print(_compiled.ENABLED)"
     for value, expected in (("numpy", "False"), ("auto", "True")):

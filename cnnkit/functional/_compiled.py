@@ -288,38 +288,79 @@ def _tap_offset(u, v, stride_h, stride_w, dil_h, dil_w, pitch, size):
     return phase * size + (row // stride_h) * pitch + column // stride_w
 
 
-def _move_phases(plane, top, left, stride_h, stride_w, rows, pitch, size, phases, into_phases):
-    """Copy an (H, W) plane into the flat phase planes (into_phases; padding positions are left
-    as they are, zero) or back out of them, zeros where no phase position holds the input
-    (rows and columns that no window reads).
+def _phase_rows(height, width, top, left, stride_h, stride_w, rows, pitch, size):
+    """(starts, runs): where each row of an (H, W) plane goes in its flat phase planes.
 
     Input (r, c) is padded (r + top, c + left): phase ((r + top) % s_h, (c + left) % s_w), at
-    row (r + top) // s_h and column (c + left) // s_w of that phase plane.
+    row (r + top) // s_h and column (c + left) // s_w of that phase plane. starts[r] is where
+    row r's phase row begins (-1 for a row in the spare row, which no window reads); runs[b] is
+    (first column, offset from starts[r], count kept) of the columns of phase column b, the
+    count cut to the pitch (columns past it are read by no window). Computed once per call, so
+    the per-plane copies do no integer division.
     """
-    height, width = plane.shape
+    starts = np.full(height, -1, dtype=np.int64)
     for r in range(height):
         padded_row = r + top
-        phase_row = padded_row // stride_h
-        line = plane[r]
-        if phase_row >= rows - 1:  # the spare row: no window reads it
+        if padded_row // stride_h < rows - 1:
+            starts[r] = (padded_row % stride_h) * stride_w * size + (padded_row // stride_h) * pitch
+    runs = np.zeros((stride_w, 3), dtype=np.int64)
+    for b in range(stride_w):
+        first = (b - left) % stride_w
+        runs[b, 0] = first
+        if first < width:
+            column0 = (first + left) // stride_w
+            runs[b, 1] = b * size + column0
+            runs[b, 2] = max(0, min((width - first - 1) // stride_w + 1, pitch - column0))
+    return starts, runs
+
+
+def _move_phases(plane, starts, runs, phases, into_phases):
+    """Copy an (H, W) plane into the flat phase planes (into_phases; padding positions are left
+    as they are, zero) or back out of them, zeros where no phase position holds the input,
+    by the layout of _phase_rows."""
+    height, stride_w = plane.shape[0], runs.shape[0]
+    for r in range(height):
+        line, start = plane[r], starts[r]
+        if start < 0:
             if not into_phases:
-                for c in range(width):
+                for c in range(line.size):
                     line[c] = 0
             continue
-        base_row = (padded_row % stride_h) * stride_w * size + phase_row * pitch
+        if stride_w == 2:
+            even, odd = (0, 1) if runs[0, 0] == 0 else (1, 0)
+            even_run = phases[start + runs[even, 1] : start + runs[even, 1] + runs[even, 2]]
+            odd_run = phases[start + runs[odd, 1] : start + runs[odd, 1] + runs[odd, 2]]
+            _move_pairs(line, even_run, odd_run, into_phases)
+            continue
         for b in range(stride_w):
-            first = (b - left) % stride_w
-            if first >= width:
-                continue
-            column0 = (first + left) // stride_w
-            count = (width - first - 1) // stride_w + 1
-            kept = min(count, pitch - column0)
-            start = base_row + b * size + column0
-            run = phases[start : start + kept]
+            first, kept = runs[b, 0], runs[b, 2]
+            run = phases[start + runs[b, 1] : start + runs[b, 1] + kept]
             if stride_w == 1:  # contiguous rows: copies that LLVM vectorises
-                _copy_run(line[first : first + count], run, kept, into_phases)
+                _copy_run(line[first:], run, kept, into_phases)
             else:
                 _copy_run(line[first::stride_w], run, kept, into_phases)
+
+
+def _move_pairs(line, even_run, odd_run, into_phases):
+    """Stride 2 along the width: line[2k] <-> even_run[k] and line[2k + 1] <-> odd_run[k] in one
+    loop over the line (LLVM loads it whole and shuffles; a strided copy per phase gathers),
+    zeros in the line where a run ends first (out of the phases)."""
+    both = min(even_run.size, odd_run.size)
+    if into_phases:
+        for k in range(both):
+            even_run[k] = line[2 * k]
+            odd_run[k] = line[2 * k + 1]
+        for k in range(both, even_run.size):
+            even_run[k] = line[2 * k]
+        for k in range(both, odd_run.size):
+            odd_run[k] = line[2 * k + 1]
+        return
+    for k in range(both):
+        line[2 * k] = even_run[k]
+        line[2 * k + 1] = odd_run[k]
+    for j in range(2 * both, line.size):
+        k, run = j // 2, even_run if j % 2 == 0 else odd_run
+        line[j] = run[k] if k < run.size else 0
 
 
 def _copy_run(inputs, run, kept, into_phases):
@@ -356,6 +397,17 @@ def _bias_clamp_in_place(x, bias, shifted, low, high, clamped):
             _clamp_row(row, row, bias[c], shifted, low, high, clamped)
 
 
+STACKED_ELEMENTS = 16384
+
+
+def _stacked_images(n_images, phase_elements):
+    """How many images' phase planes of one channel a depthwise loop lays end to end, so that
+    each multiply-add runs over all of them at once: as many as fit STACKED_ELEMENTS values
+    (64 KiB of float32, in L2), at least one. A 7 x 7 plane's run is 63 values; alone, the loop's
+    set-up per plane costs more than its arithmetic."""
+    return max(1, min(n_images, STACKED_ELEMENTS // phase_elements))
+
+
 def _depthwise_forward(
     x, weight, bias, shifted, stride_h, stride_w, dil_h, dil_w, top, left, low, high, clamped, out
 ):
@@ -364,13 +416,15 @@ def _depthwise_forward(
     _clamp_row's rule.
 
     Each plane is copied once into its stride_h x stride_w phase planes (_depthwise_grid), where
-    every tap is a constant shift of one flat array: the convolution is then a few long
-    multiply-adds over all out_h * pitch positions (the columns past out_w are dropped), three
-    taps of a kernel row per loop, without branches, which LLVM vectorises. Taps are added in
-    the NumPy kernel's order (u, then v) to a zero start, so every output is the same sum of the
-    same products as conv._depthwise_forward, bit for bit; the bias is added to each finished
-    sum as its plane is written out (the same addition as conv2d's ``out += bias``, one pass
-    over the output fewer), and so is the clamp of an activation fused into the convolution.
+    every tap is a constant shift of one flat array; the planes of several images of one channel
+    (_stacked_images) lie end to end in each phase, and a tap's run never leaves its own image's
+    plane (the spare row), so the convolution is a few long multiply-adds over all their
+    positions (the rows and columns past the output are dropped), three taps of a kernel row per
+    loop, without branches, which LLVM vectorises. Taps are added in the NumPy kernel's order
+    (u, then v) to a zero start, so every output is the same sum of the same products as
+    conv._depthwise_forward, bit for bit; the bias is added to each finished sum as its plane is
+    written out (the same addition as conv2d's ``out += bias``, one pass over the output fewer),
+    and so is the clamp of an activation fused into the convolution.
     """
     n_images, channels, height, width = x.shape
     kernel_h, kernel_w = weight.shape[2], weight.shape[3]
@@ -378,46 +432,57 @@ def _depthwise_forward(
     rows, pitch, size, _ = _depthwise_grid(
         out_h, out_w, kernel_h, kernel_w, stride_h, stride_w, dil_h, dil_w
     )
-    length = out_h * pitch
-    phases = np.zeros(stride_h * stride_w * size, dtype=x.dtype)
-    total = np.empty(length, dtype=x.dtype)
-    for index in range(n_images * channels):
-        n, c = index // channels, index % channels
-        _move_phases(x[n, c], top, left, stride_h, stride_w, rows, pitch, size, phases, True)
+    group = _stacked_images(n_images, stride_h * stride_w * size)
+    span = group * size
+    starts, runs = _phase_rows(height, width, top, left, stride_h, stride_w, rows, pitch, span)
+    phases = np.zeros(stride_h * stride_w * span, dtype=x.dtype)
+    total = np.empty((group - 1) * size + out_h * pitch, dtype=x.dtype)
+    for index in range(channels * ((n_images + group - 1) // group)):
+        c, first = index % channels, (index // channels) * group
+        count = min(group, n_images - first)
+        for k in range(count):
+            plane = phases[k * size :]
+            _move_phases(x[first + k, c], starts, runs, plane, True)
+        length = (count - 1) * size + out_h * pitch
         taps = weight[c, 0]
         for q in range(length):
             total[q] = 0
         for u in range(kernel_h):
             v = 0
             while v + 3 <= kernel_w:
-                a = _tap_offset(u, v, stride_h, stride_w, dil_h, dil_w, pitch, size)
-                b = _tap_offset(u, v + 1, stride_h, stride_w, dil_h, dil_w, pitch, size)
-                d = _tap_offset(u, v + 2, stride_h, stride_w, dil_h, dil_w, pitch, size)
+                a = _tap_offset(u, v, stride_h, stride_w, dil_h, dil_w, pitch, span)
+                b = _tap_offset(u, v + 1, stride_h, stride_w, dil_h, dil_w, pitch, span)
+                d = _tap_offset(u, v + 2, stride_h, stride_w, dil_h, dil_w, pitch, span)
                 wa, wb, wd = taps[u, v], taps[u, v + 1], taps[u, v + 2]
                 ra, rb, rd = phases[a : a + length], phases[b : b + length], phases[d : d + length]
                 for q in range(length):
                     total[q] = total[q] + ra[q] * wa + rb[q] * wb + rd[q] * wd
                 v += 3
             while v < kernel_w:
-                a = _tap_offset(u, v, stride_h, stride_w, dil_h, dil_w, pitch, size)
+                a = _tap_offset(u, v, stride_h, stride_w, dil_h, dil_w, pitch, span)
                 wa, ra = taps[u, v], phases[a : a + length]
                 for q in range(length):
                     total[q] = total[q] + ra[q] * wa
                 v += 1
-        target = out[n, c]
-        for i in range(out_h):
-            source = total[i * pitch : i * pitch + out_w]
-            _clamp_row(source, target[i], bias[c], shifted, low, high, clamped)
+        for k in range(count):
+            target = out[first + k, c]
+            for i in range(out_h):
+                start = k * size + i * pitch
+                _clamp_row(
+                    total[start : start + out_w], target[i], bias[c], shifted, low, high, clamped
+                )
 
 
 def _depthwise_backward(dout, x, weight, stride_h, stride_w, dil_h, dil_w, top, left, dx, dweight):
     """dx = the adjoint of _depthwise_forward applied to dout; dweight[c,0,u,v] = sum dout * xpad.
 
-    On the same flat phase planes, with dy laid out on their pitch after a zero margin (the
-    largest tap shift): dweight[c,0,u,v] is the dot product of dy with tap (u, v)'s run, and
-    each phase plane of dxpad gathers dy[p - shift] * weight[c,0,u,v] over the taps that read it,
-    three taps per loop. dweight is zero on entry. Compiled with reassociation, so the dot
-    products vectorise: sums in another order than NumPy's (float32 parity).
+    On the same flat phase planes, images of one channel end to end (_stacked_images), with dy
+    laid out on their pitch after a zero margin (the largest tap shift; the rows past each
+    image's output are zeros, so a shifted read never takes another image's dy):
+    dweight[c,0,u,v] is the dot product of dy with tap (u, v)'s run, and each phase plane of
+    dxpad gathers dy[p - shift] * weight[c,0,u,v] over the taps that read it, three taps per
+    loop. dweight is zero on entry. Compiled with reassociation, so the dot products vectorise:
+    sums in another order than NumPy's (float32 parity).
     """
     n_images, channels, height, width = x.shape
     kernel_h, kernel_w = weight.shape[2], weight.shape[3]
@@ -425,28 +490,33 @@ def _depthwise_backward(dout, x, weight, stride_h, stride_w, dil_h, dil_w, top, 
     rows, pitch, size, margin = _depthwise_grid(
         out_h, out_w, kernel_h, kernel_w, stride_h, stride_w, dil_h, dil_w
     )
-    length = out_h * pitch
-    phases = np.zeros(stride_h * stride_w * size, dtype=x.dtype)
-    dphases = np.zeros(stride_h * stride_w * size, dtype=x.dtype)
-    grads = np.zeros(margin + size, dtype=x.dtype)
-    for index in range(n_images * channels):
-        n, c = index // channels, index % channels
-        _move_phases(x[n, c], top, left, stride_h, stride_w, rows, pitch, size, phases, True)
-        upstream = dout[n, c]
-        for i in range(out_h):
-            start = margin + i * pitch
-            line, row = upstream[i], grads[start : start + out_w]
-            for j in range(out_w):
-                row[j] = line[j]
+    group = _stacked_images(n_images, stride_h * stride_w * size)
+    span = group * size
+    phases = np.zeros(stride_h * stride_w * span, dtype=x.dtype)
+    dphases = np.zeros(stride_h * stride_w * span, dtype=x.dtype)
+    grads = np.zeros(margin + span, dtype=x.dtype)
+    starts, runs = _phase_rows(height, width, top, left, stride_h, stride_w, rows, pitch, span)
+    for index in range(channels * ((n_images + group - 1) // group)):
+        c, first = index % channels, (index // channels) * group
+        count = min(group, n_images - first)
+        for k in range(count):
+            _move_phases(x[first + k, c], starts, runs, phases[k * size :], True)
+            upstream = dout[first + k, c]
+            for i in range(out_h):
+                start = margin + k * size + i * pitch
+                line, row = upstream[i], grads[start : start + out_w]
+                for j in range(out_w):
+                    row[j] = line[j]
+        length, extent = (count - 1) * size + out_h * pitch, count * size
         taps, upstream_run = weight[c, 0], grads[margin : margin + length]
         for q in range(dphases.size):
             dphases[q] = 0
         for u in range(kernel_h):
             v = 0
             while v + 3 <= kernel_w:
-                a = _tap_offset(u, v, stride_h, stride_w, dil_h, dil_w, pitch, size)
-                b = _tap_offset(u, v + 1, stride_h, stride_w, dil_h, dil_w, pitch, size)
-                d = _tap_offset(u, v + 2, stride_h, stride_w, dil_h, dil_w, pitch, size)
+                a = _tap_offset(u, v, stride_h, stride_w, dil_h, dil_w, pitch, span)
+                b = _tap_offset(u, v + 1, stride_h, stride_w, dil_h, dil_w, pitch, span)
+                d = _tap_offset(u, v + 2, stride_h, stride_w, dil_h, dil_w, pitch, span)
                 sa, sb, sd = x.dtype.type(0), x.dtype.type(0), x.dtype.type(0)
                 ra, rb, rd = phases[a : a + length], phases[b : b + length], phases[d : d + length]
                 for q in range(length):
@@ -459,7 +529,7 @@ def _depthwise_backward(dout, x, weight, stride_h, stride_w, dil_h, dil_w, top, 
                 dweight[c, 0, u, v + 2] += sd
                 v += 3
             while v < kernel_w:
-                a = _tap_offset(u, v, stride_h, stride_w, dil_h, dil_w, pitch, size)
+                a = _tap_offset(u, v, stride_h, stride_w, dil_h, dil_w, pitch, span)
                 sa, ra = x.dtype.type(0), phases[a : a + length]
                 for q in range(length):
                     sa += upstream_run[q] * ra[q]
@@ -469,29 +539,30 @@ def _depthwise_backward(dout, x, weight, stride_h, stride_w, dil_h, dil_w, top, 
         for u in range(kernel_h):
             v = 0
             while v + 3 <= kernel_w:
-                a = _tap_offset(u, v, stride_h, stride_w, dil_h, dil_w, pitch, size)
-                b = _tap_offset(u, v + 1, stride_h, stride_w, dil_h, dil_w, pitch, size)
-                d = _tap_offset(u, v + 2, stride_h, stride_w, dil_h, dil_w, pitch, size)
-                if a // size == b // size == d // size:  # stride 1 along the width: one plane
-                    base = (a // size) * size
+                a = _tap_offset(u, v, stride_h, stride_w, dil_h, dil_w, pitch, span)
+                b = _tap_offset(u, v + 1, stride_h, stride_w, dil_h, dil_w, pitch, span)
+                d = _tap_offset(u, v + 2, stride_h, stride_w, dil_h, dil_w, pitch, span)
+                if a // span == b // span == d // span:  # stride 1 along the width: one plane
+                    base = (a // span) * span
                     ga, gb, gd = margin - (a - base), margin - (b - base), margin - (d - base)
                     wa, wb, wd = taps[u, v], taps[u, v + 1], taps[u, v + 2]
-                    target = dphases[base : base + size]
-                    ra, rb, rd = grads[ga : ga + size], grads[gb : gb + size], grads[gd : gd + size]
-                    for p in range(size):
+                    target = dphases[base : base + extent]
+                    ra, rb, rd = grads[ga:], grads[gb:], grads[gd:]
+                    for p in range(extent):
                         target[p] += ra[p] * wa + rb[p] * wb + rd[p] * wd
                     v += 3
                     continue
                 break
             while v < kernel_w:
-                a = _tap_offset(u, v, stride_h, stride_w, dil_h, dil_w, pitch, size)
-                base = (a // size) * size
+                a = _tap_offset(u, v, stride_h, stride_w, dil_h, dil_w, pitch, span)
+                base = (a // span) * span
                 ga, wa = margin - (a - base), taps[u, v]
-                target, ra = dphases[base : base + size], grads[ga : ga + size]
-                for p in range(size):
+                target, ra = dphases[base : base + extent], grads[ga:]
+                for p in range(extent):
                     target[p] += ra[p] * wa
                 v += 1
-        _move_phases(dx[n, c], top, left, stride_h, stride_w, rows, pitch, size, dphases, False)
+        for k in range(count):
+            _move_phases(dx[first + k, c], starts, runs, dphases[k * size :], False)
 
 
 def _im2col(xp, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, cols):
@@ -770,9 +841,12 @@ def _relu_backward(dout, bits, dx):
 
 _beats = _compile(_beats)
 _depthwise_grid = _compile(_depthwise_grid)
+_stacked_images = _compile(_stacked_images)
 _tap_offset = _compile(_tap_offset)
 _copy_run = _compile(_copy_run)
 _move_phases = _compile(_move_phases)
+_phase_rows = _compile(_phase_rows)
+_move_pairs = _compile(_move_pairs)
 _phase_span = _compile(_phase_span)
 _copy_phases = _compile(_copy_phases)
 _tap_plane = _compile(_tap_plane)
