@@ -163,6 +163,21 @@ def test_a_batch_too_small_to_split_runs_on_one_blas_thread_and_one_image_on_all
         assert _parallel.blas_threads() == 2
 
 
+def test_a_convolution_with_a_small_input_and_a_large_output_splits_its_batch(rng):
+    """The part floor counts the larger of a layer's input and output: MobileNetV2's 160 -> 960
+    channels at 7 x 7 is 0.5 MB in and 3 MB out, worth two threads."""
+    x = rng.standard_normal((16, 160, 7, 7)).astype(np.float32)
+    weight = rng.standard_normal((960, 160, 1, 1)).astype(np.float32)
+    assert x.nbytes < 2 * _parallel.MIN_PART_BYTES
+    with threadpool_limits(2, "blas"):
+        out, cache = F.conv2d(x, weight)
+        narrow, narrow_cache = F.conv2d(x, weight[:8])
+    with threadpool_limits(1, "blas"):
+        alone, alone_cache = F.conv2d(x, weight)
+    assert len(cache.parts) == 2 and len(narrow_cache.parts) == len(alone_cache.parts) == 1
+    np.testing.assert_allclose(out, alone, rtol=1e-6, atol=1e-6)
+
+
 @needs_numba
 @pytest.mark.usefixtures("split_everything")
 @pytest.mark.parametrize("with_bias", [False, True])

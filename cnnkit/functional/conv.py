@@ -205,7 +205,10 @@ def _plan(x_shape, weight_shape, groups, stride, pad, dilation, out_hw, dtype):
     a part (whose kernels run one BLAS thread each when there are several parts)."""
     if reference.enabled():
         return "reference", [slice(0, x_shape[0])]
-    slices = _parallel.parts_for(x_shape[0], int(np.prod(x_shape)) * np.dtype(dtype).itemsize)
+    # a part's work is its input's or its output's size, whichever is larger: 16 images of
+    # 160 x 7 x 7 into 960 channels (MobileNetV2) are 0.5 MB in, 3 MB out and 3 ms of GEMMs
+    values = max(int(np.prod(x_shape)), x_shape[0] * weight_shape[0] * out_hw[0] * out_hw[1])
+    slices = _parallel.parts_for(x_shape[0], values * np.dtype(dtype).itemsize)
     part_shape = (max(part.stop - part.start for part in slices), *x_shape[1:])
     blas_threads = 1 if len(slices) > 1 else _parallel.blas_threads()
     path = _select(
