@@ -11,6 +11,7 @@ import os
 import signal
 import threading
 import time
+from unittest.mock import patch
 
 import numpy as np
 import pytest
@@ -161,6 +162,37 @@ def test_a_batch_too_small_to_split_runs_on_one_blas_thread_and_one_image_on_all
         assert _parallel.run([_parallel.blas_threads], batch=4) == [1]
         assert _parallel.run([_parallel.blas_threads], batch=1) == [2]
         assert _parallel.blas_threads() == 2
+
+
+@pytest.mark.parametrize(("shape", "parts"), [((16, 1280, 1000), 2), ((4, 8, 3), 1)])
+def test_matmul_splits_the_columns_between_threads(rng, shape, parts):
+    """A classifier's weight (1280 x 1000, 5 MB) is split by columns, a small product is not."""
+    m, k, n = shape
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k)).astype(np.float32).T
+    with threadpool_limits(2, "blas"), patch.object(_parallel, "run", wraps=_parallel.run) as spy:
+        product = _parallel.matmul(a, b, batch=m)
+    assert len(spy.call_args.args[0]) == parts and spy.call_args.kwargs == {"batch": m}
+    np.testing.assert_allclose(product, a @ b, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize(("batch", "threads"), [(4, 1), (1, 2)])
+def test_adaptive_average_pooling_runs_a_batch_on_one_blas_thread(monkeypatch, batch, threads):
+    """Its matrix products leave no BLAS worker spinning into the next layer's split."""
+    from cnnkit.functional import adaptive_pool
+
+    seen, products = [], adaptive_pool._two_products
+
+    def recording(*args):
+        seen.append(_parallel.blas_threads())
+        return products(*args)
+
+    monkeypatch.setattr(adaptive_pool, "_two_products", recording)
+    x = np.ones((batch, 3, 6, 6), dtype=np.float32)
+    with threadpool_limits(2, "blas"):
+        out, _ = F.adaptive_avg_pool2d(x, 2)
+    assert seen == [threads]
+    np.testing.assert_allclose(out, 1.0, rtol=1e-6)
 
 
 def test_a_convolution_with_a_small_input_and_a_large_output_splits_its_batch(rng):

@@ -13,11 +13,12 @@ bin once instead.
 
 from __future__ import annotations
 
+import functools
 import numbers
 
 import numpy as np
 
-from cnnkit.functional import _compiled
+from cnnkit.functional import _compiled, _parallel
 from cnnkit.functional._args import check_4d
 
 
@@ -64,7 +65,13 @@ def _averaging(size: int, out: int, dtype) -> np.ndarray:
 
 
 def _two_sided(x: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """left @ x[n, c] @ right.T for every plane, as two large matrix products."""
+    """left @ x[n, c] @ right.T for every plane, as two large matrix products (on one BLAS
+    thread for several images, as a convolution too small to split: see _parallel.run)."""
+    task = functools.partial(_two_products, x, left, right)
+    return _parallel.run([task], batch=x.shape[0])[0]
+
+
+def _two_products(x: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
     n, c, h, w = x.shape
     across = (x.reshape(-1, w) @ right.T).reshape(n * c, h, right.shape[0])
     down = np.tensordot(left, across, axes=([1], [1]))

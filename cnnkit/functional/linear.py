@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnkit.functional import reference
+from cnnkit.functional import _parallel, reference
 from cnnkit.functional._args import check_float, check_same_dtype
 
 
@@ -27,7 +27,7 @@ def linear(
     if reference.enabled():
         args = (x, weight, bias is not None)
         return reference.linear(x, weight, bias), reference.Call(_reference_linear_backward, args)
-    out = x @ weight.T
+    out = _parallel.matmul(x, weight.T, batch=x.shape[0])
     if bias is not None:
         out += bias
     return out, (x, weight, bias is not None)
@@ -43,7 +43,10 @@ def linear_backward(dout: np.ndarray, cache: tuple) -> tuple:
     if isinstance(cache, reference.Call):
         return cache.backward(dout)
     x, weight, has_bias = cache
-    return dout @ weight, dout.T @ x, dout.sum(axis=0) if has_bias else None
+    batch = x.shape[0]
+    dx = _parallel.matmul(dout, weight, batch=batch)
+    dweight = _parallel.matmul(dout.T, x, batch=batch)
+    return dx, dweight, dout.sum(axis=0) if has_bias else None
 
 
 def flatten(x: np.ndarray, start_dim: int = 1) -> tuple[np.ndarray, tuple[int, ...]]:
