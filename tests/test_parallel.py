@@ -210,6 +210,21 @@ def test_a_convolution_with_a_small_input_and_a_large_output_splits_its_batch(rn
     np.testing.assert_allclose(out, alone, rtol=1e-6, atol=1e-6)
 
 
+def test_a_convolution_with_many_multiply_adds_per_value_splits_its_batch(rng):
+    """LeNet-5's second layer at batch 64: 0.3 MB in, 0.4 MB out, 15 M multiply-adds."""
+    x = rng.standard_normal((64, 6, 14, 14)).astype(np.float32)
+    weight = rng.standard_normal((16, 6, 5, 5)).astype(np.float32)
+    assert x.nbytes < 2 * _parallel.MIN_PART_BYTES
+    with threadpool_limits(2, "blas"):
+        out, cache = F.conv2d(x, weight)
+        few, few_cache = F.conv2d(x[:8], weight)
+    with threadpool_limits(1, "blas"):
+        alone, _ = F.conv2d(x, weight)
+    assert len(cache.parts) == 2 and len(few_cache.parts) == 1
+    np.testing.assert_allclose(out, alone, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(few, alone[:8], rtol=1e-5, atol=1e-5)
+
+
 @needs_numba
 @pytest.mark.usefixtures("split_everything")
 @pytest.mark.parametrize("with_bias", [False, True])

@@ -53,6 +53,13 @@ from cnnkit.functional._args import (
 from cnnkit.functional._scratch import scratch
 
 COLUMN_BUDGET_BYTES = 4 * 2**20
+# a convolution's multiply-adds count as one value of work per MACS_PER_VALUE toward the part
+# floor (_parallel.MIN_PART_BYTES: 6.3 M float32 multiply-adds a part). Forward / backward ms,
+# unsplit vs two parts, AMD EPYC (Zen 4): 4 x 16 -> 16 x 32^2 3x3 (9.4 M) 0.44 / 0.76 vs
+# 0.50 / 0.78; 16 x 32 -> 32 x 8^2 (9.4 M) 0.46 / 0.80 vs 0.60 / 0.78; LeNet-5's 64 x 6 -> 16
+# x 10^2 5x5 (15 M) 1.38 / 2.98 vs 0.94 / 1.71; 64 x 6 -> 16 x 14^2 5x5 (30 M) 2.49 / 5.22 vs
+# 1.64 / 2.99; 2 x 512 -> 512 x 7^2 3x3 (231 M, 196 KiB in) 6.00 / 12.4 vs 3.24 / 8.53
+MACS_PER_VALUE = 96
 PATH_VARIABLE = "CNNKIT_CONV_PATH"
 PATH_CHOICES = ("auto", "winograd2", "winograd4", "grid", "im2col", "pointwise")
 WINOGRAD_PATHS = {"winograd2": 2, "winograd4": 4}
@@ -205,9 +212,13 @@ def _plan(x_shape, weight_shape, groups, stride, pad, dilation, out_hw, dtype):
     a part (whose kernels run one BLAS thread each when there are several parts)."""
     if reference.enabled():
         return "reference", [slice(0, x_shape[0])]
-    # a part's work is its input's or its output's size, whichever is larger: 16 images of
-    # 160 x 7 x 7 into 960 channels (MobileNetV2) are 0.5 MB in, 3 MB out and 3 ms of GEMMs
-    values = max(int(np.prod(x_shape)), x_shape[0] * weight_shape[0] * out_hw[0] * out_hw[1])
+    # a part's work is the largest of its input's size, its output's, and its multiply-adds
+    # over MACS_PER_VALUE: 16 images of 160 x 7 x 7 into 960 channels (MobileNetV2) are 0.5 MB
+    # in, 3 MB out and 3 ms of GEMMs (2.89 -> 1.77 ms split); LeNet-5's second layer at batch
+    # 64 is 0.3 MB in, 0.4 MB out and 15 M multiply-adds
+    outputs = x_shape[0] * weight_shape[0] * out_hw[0] * out_hw[1]
+    macs = outputs * int(np.prod(weight_shape[1:]))
+    values = max(int(np.prod(x_shape)), outputs, macs // MACS_PER_VALUE)
     slices = _parallel.parts_for(x_shape[0], values * np.dtype(dtype).itemsize)
     part_shape = (max(part.stop - part.start for part in slices), *x_shape[1:])
     blas_threads = 1 if len(slices) > 1 else _parallel.blas_threads()
