@@ -553,3 +553,69 @@ def test_sequential_fuses_batch_norm_and_relu_in_training_only(rng):
         "1.running_var",
         "1.num_batches_tracked",
     ]
+
+
+winograd_case = st.fixed_dictionaries(
+    {
+        "n": st.integers(1, 3),
+        "c_in": st.integers(1, 5),
+        "c_out": st.integers(1, 5),
+        "h": st.integers(1, 10),
+        "w": st.integers(1, 10),
+        "padding": st.tuples(
+            st.tuples(st.integers(0, 2), st.integers(0, 2)),
+            st.tuples(st.integers(0, 2), st.integers(0, 2)),
+        ),
+        "clamp": st.sampled_from([None, (0.0, float("inf")), (-0.5, 0.75)]),
+        "dtype": st.sampled_from([np.float32, np.float64]),
+        "seed": st.integers(0, 2**16),
+    }
+).filter(lambda c: all(c[k] + sum(c["padding"][i]) >= 3 for i, k in enumerate("hw")))
+
+
+@settings(max_examples=120, deadline=None)
+@given(winograd_case)
+@example(  # odd output rows and columns: the last tiles reach past the output
+    dict(
+        n=2,
+        c_in=3,
+        c_out=2,
+        h=7,
+        w=9,
+        padding=((1, 1), (1, 1)),
+        clamp=None,
+        dtype=np.float32,
+        seed=1,
+    )
+)
+def test_compiled_winograd_transforms_equal_numpy(case):
+    """F(2, 3) with the compiled tile transforms (_winograd_loops: the bias and clamp in the
+    output transform, the input read unpadded) against winograd.py's NumPy transforms, forward
+    (fused clamp too) and both gradients."""
+    rng = np.random.default_rng(case["seed"])
+    dtype = case["dtype"]
+    x = rng.standard_normal((case["n"], case["c_in"], case["h"], case["w"])).astype(dtype)
+    weight = rng.standard_normal((case["c_out"], case["c_in"], 3, 3)).astype(dtype)
+    bias = rng.standard_normal(case["c_out"]).astype(dtype)
+
+    def run():
+        out, cache = conv2d(x, weight, bias, padding=case["padding"], clamp=case["clamp"])
+        assert cache.path == "winograd2"
+        dout = np.random.default_rng(case["seed"]).standard_normal(out.shape).astype(dtype)
+        return (out, *conv2d_backward(dout, cache))
+
+    with patch.dict(os.environ, {"CNNKIT_CONV_PATH": "winograd2"}):
+        compiled, reference = both(run)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    for ours, theirs in zip(compiled, reference, strict=True):
+        assert ours.dtype == dtype and ours.shape == theirs.shape
+        np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=rtol * np.abs(theirs).max())
+
+
+def test_compiled_winograd_reads_a_non_contiguous_input(rng):
+    x = rng.standard_normal((2, 3, 9, 12))[:, :, :, ::2]
+    weight = rng.standard_normal((4, 3, 3, 3))
+    with patch.dict(os.environ, {"CNNKIT_CONV_PATH": "winograd2"}):
+        compiled, reference = both(conv2d, x, weight, padding=1)
+    assert compiled[1].path == "winograd2"
+    np.testing.assert_allclose(compiled[0], reference[0], rtol=1e-12)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
 import cnnkit
-from cnnkit.functional import _parallel, _weight_cache, winograd
+from cnnkit.functional import _compiled, _parallel, _weight_cache, winograd
 from cnnkit.functional import conv as conv_module
 from cnnkit.functional.conv import conv2d, conv2d_backward
 from cnnkit.gradcheck import assert_gradcheck
@@ -220,8 +220,9 @@ def test_reference_kernels_run_whatever_the_switch(monkeypatch):
         (np.float64, 16, 32, "grid"),
     ],
 )
-def test_automatic_rule(dtype, channels, size, expected, monkeypatch):
+def test_automatic_rule_with_numpy_transforms(dtype, channels, size, expected, monkeypatch):
     monkeypatch.delenv("CNNKIT_CONV_PATH", raising=False)
+    monkeypatch.setattr(_compiled, "ENABLED", False)
     shape, weight_shape = (1, channels, size, size), (channels, channels, 3, 3)
     one, pad = (1, 1), ((1, 1), (1, 1))
     with threadpool_limits(1, "blas"):
@@ -229,8 +230,9 @@ def test_automatic_rule(dtype, channels, size, expected, monkeypatch):
     assert path == expected
 
 
-def test_float32_winograd_in_training_only_on_one_blas_thread(monkeypatch):
+def test_float32_numpy_winograd_in_training_only_on_one_blas_thread(monkeypatch):
     monkeypatch.delenv("CNNKIT_CONV_PATH", raising=False)
+    monkeypatch.setattr(_compiled, "ENABLED", False)
     monkeypatch.setattr(_parallel, "MIN_PART_BYTES", 1)
     one, pad = (1, 1), ((1, 1), (1, 1))
     weight_shape = (128, 128, 3, 3)
@@ -259,15 +261,46 @@ def test_float32_winograd_in_training_only_on_one_blas_thread(monkeypatch):
         (1, 128, 16, "grid", "grid"),
     ],
 )
-def test_float32_inference_takes_winograd_more_widely(
+def test_float32_inference_takes_numpy_winograd_more_widely(
     monkeypatch, batch, channels, size, training, inference
 ):
     monkeypatch.delenv("CNNKIT_CONV_PATH", raising=False)
+    monkeypatch.setattr(_compiled, "ENABLED", False)
     monkeypatch.setattr(_parallel, "MIN_PART_BYTES", 1)
     one, pad = (1, 1), ((1, 1), (1, 1))
     shape, weight_shape = (batch, channels, size, size), (channels, channels, 3, 3)
     arguments = (shape, weight_shape, 1, one, pad, one, (size, size), np.float32)
     with threadpool_limits(2, "blas"):
+        assert conv_module._plan(*arguments)[0] == training
+        with cnnkit.no_grad():
+            assert conv_module._plan(*arguments)[0] == inference
+
+
+@pytest.mark.parametrize(
+    "batch, c_in, channels, size, threads, training, inference",
+    [
+        (128, 16, 16, 32, 2, "grid", "grid"),  # 16 and 32 channels: the grid
+        (128, 32, 32, 16, 2, "grid", "winograd2"),
+        (128, 64, 64, 8, 2, "grid", "grid"),  # 8 x 8: the grid
+        (64, 64, 64, 16, 2, "winograd2", "winograd2"),  # from 64 channels, 14 x 14
+        (16, 64, 64, 56, 1, "winograd2", "winograd2"),
+        (1, 32, 64, 112, 2, "grid", "winograd2"),  # inference from 32 channels
+        (1, 512, 512, 7, 2, "padded", "padded"),  # 7 x 7, one image: im2col
+        (2, 128, 128, 7, 2, "grid", "winograd2"),  # 7 x 7 split in inference from 128
+    ],
+)
+def test_float32_rule_with_compiled_transforms(
+    monkeypatch, batch, c_in, channels, size, threads, training, inference
+):
+    """With numba, F(2, 3)'s compiled transforms win from 64 channels in training and from 32
+    in inference, on outputs of at least 14 x 14 (the table beside conv._winograd_rule)."""
+    monkeypatch.delenv("CNNKIT_CONV_PATH", raising=False)
+    monkeypatch.setattr(_compiled, "ENABLED", True)
+    monkeypatch.setattr(_parallel, "MIN_PART_BYTES", 1)
+    one, pad = (1, 1), ((1, 1), (1, 1))
+    shape, weight_shape = (batch, c_in, size, size), (channels, c_in, 3, 3)
+    arguments = (shape, weight_shape, 1, one, pad, one, (size, size), np.float32)
+    with threadpool_limits(threads, "blas"):
         assert conv_module._plan(*arguments)[0] == training
         with cnnkit.no_grad():
             assert conv_module._plan(*arguments)[0] == inference

@@ -76,9 +76,10 @@ class Conv2dCache:
     it out on the part's flat grid ``grid`` of _shifted_conv chunk by chunk, "pointwise" (1x1
     kernel, one group) samples every stride-th pixel again, "depthwise" (compiled) copies it into
     phase planes, padding included, as it goes, and "im2col" (forced by CNNKIT_CONV_PATH,
-    depthwise layers included) and "padded" (every other kernel) pad it a tile at a time. The
-    two that keep the padded input: "winograd2" and "winograd4" (F(2x2, 3x3) and F(4x4, 3x3)),
-    and "padded" for a depthwise layer without numba (NumPy's tap-by-tap loops).
+    depthwise layers included) and "padded" (every other kernel) pad it a tile at a time, and
+    "winograd2" and "winograd4" (F(2x2, 3x3) and F(4x4, 3x3)) read it unpadded in the compiled
+    F(2, 3) loops and pad it a chunk of images at a time in NumPy. The one that keeps the padded
+    input: "padded" for a depthwise layer without numba (NumPy's tap-by-tap loops).
     """
 
     input_shape: tuple[int, int, int, int]
@@ -242,6 +243,29 @@ def _winograd_rule(
 ) -> str | None:
     """The Winograd path the measured rule picks for this layer, or None.
 
+    With numba, F(2, 3)'s tile transforms are compiled loops (cnnkit.functional._winograd_loops)
+    and F(2, 3) wins from 64 channels on outputs of at least 14 x 14 in training and from 32 in
+    inference. Forced paths (CNNKIT_CONV_PATH, bench/conv_paths.py-like script), AMD EPYC
+    (Zen 4), float32, ms, auto (grid / im2col) vs F(2, 3), batch x C_in x C_out x size:
+
+        forward + all gradients, two threads   128x16x16x32 27.2 / 32.9   128x32x32x16 20.3 / 23.1
+        (batch split)                          128x64x64x8  18.2 / 18.1   64x64x64x16  30.0 / 27.0
+                                               32x64x64x32  53.8 / 42.7   16x64x64x56  76.6 / 49.8
+                                               64x128x128x16 106 / 71.3   32x128x128x32 188 / 121
+                                               8x512x512x7  36.2 / 58.4
+        the same, one thread                   128x32x32x16 32.4 / 38.7   64x64x64x16  51.1 / 45.8
+                                               128x64x64x8  29.5 / 30.6   16x64x64x56  135  / 90.2
+        inference forward, two BLAS threads    1x32x64x112  4.08 / 3.21   1x64x64x56   1.68 / 1.46
+        (batch 1) or batch split               1x128x128x28 1.85 / 1.74   1x512x512x7  3.71 / 3.35
+                                               2x64x64x56   3.49 / 2.08   16x64x64x28  6.63 / 5.14
+        inference forward, one thread          1x32x64x56   1.55 / 1.02   1x64x64x56   2.81 / 1.72
+                                               1x512x512x7  3.18 / 4.39
+
+    (7 x 7 outputs waste 31% of the tiles' work on their padding: inference takes F(2, 3) there
+    only as the NumPy rule below does, from 128 channels with the batch split.)
+
+    Without numba the transforms are NumPy passes and the rule is narrower:
+
     bench/conv_paths.py, one thread, AMD EPYC (AVX-512), ms of forward + all gradients, best
     other path vs F(2, 3) vs F(4, 3), batch x C_in x C_out x size:
 
@@ -292,13 +316,16 @@ def _winograd_rule(
     if not winograd.applies(weight_shape, groups, stride, dilation):
         return None
     channels, size = min(x_shape[1], weight_shape[0]), min(out_hw)
+    inference = not _gradients_recorded()
+    if dtype == np.float32 and inference and parts > 1 and channels >= 128 and size >= 7:
+        return "winograd2"
+    if dtype == np.float32 and winograd.fuses_epilogue(winograd.F2):
+        return "winograd2" if size >= 14 and channels >= (32 if inference else 64) else None
     wide_enough = channels >= (128 if parts == 1 else 256)
     if dtype == np.float32 and wide_enough and size >= 14 and blas_threads == 1:
         return "winograd2"
-    if dtype == np.float32 and (parts > 1 or blas_threads > 1) and not _gradients_recorded():
-        split = parts > 1
-        if channels >= (128 if split else 256) and size >= (7 if split else 14):
-            return "winograd2"
+    if dtype == np.float32 and blas_threads > 1 and inference and channels >= 256 and size >= 14:
+        return "winograd2"
     if dtype == np.float64 and channels >= 32 and size >= 8:
         return "winograd4"
     return None
@@ -435,6 +462,11 @@ def _run_forward(path, x, weight, bias, clamp, stride, pad, dilation, groups, ou
         x = np.ascontiguousarray(x)
         _depthwise_by_channels(x, weight, bias, clamp, stride, dilation, pad, out)
         return x, None
+    if path in WINOGRAD_PATHS:
+        transforms = winograd.TRANSFORMS[WINOGRAD_PATHS[path]]
+        if winograd.fuses_epilogue(transforms):
+            winograd.forward(x, pad, weight, transforms, out, bias, clamp)
+            return x, None
     saved, grid = _run_unbiased(path, x, weight, stride, pad, dilation, groups, out_hw, out)
     _add_bias_and_clamp(out, bias, clamp)
     return saved, grid
@@ -495,10 +527,8 @@ def _run_unbiased(path, x, weight, stride, pad, dilation, groups, out_hw, out):
         _shifted_conv.forward(x, grid, weight, dilation, out)
         return x, grid
     if path in WINOGRAD_PATHS:
-        transforms = winograd.TRANSFORMS[WINOGRAD_PATHS[path]]
-        saved = pad_hw(x, pad)
-        winograd.forward(saved, weight, transforms, out)
-        return saved, None
+        winograd.forward(x, pad, weight, winograd.TRANSFORMS[WINOGRAD_PATHS[path]], out)
+        return x, None
     if path == "pointwise":
         _pointwise_forward(_sampled(pad_hw(x, pad), stride), weight, out)
         return x, None
@@ -529,8 +559,9 @@ def _backward(dout, cache: Conv2dCache, part: ImagePart, input_gradient: bool, i
         dweight = _shifted_conv.backward(dout, saved, grid, weight, cache.dilation, dx_part)
     elif cache.path in WINOGRAD_PATHS:
         transforms = winograd.TRANSFORMS[WINOGRAD_PATHS[cache.path]]
-        dxp, dweight = winograd.backward(dout, saved, weight, transforms, input_gradient)
-        dx_part = None if dxp is None else unpad_hw(dxp, padding)
+        dx_part, dweight = winograd.backward(
+            dout, saved, padding, weight, transforms, input_gradient
+        )
     elif cache.path == "pointwise":
         sampled = _sampled(pad_hw(saved, padding), cache.stride)
         dx_part, dweight = _pointwise_backward(dout, sampled, weight, input_gradient)

@@ -46,7 +46,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from cnnkit.functional import _weight_cache
+from cnnkit.functional import _compiled, _weight_cache, _winograd_loops
+from cnnkit.functional._args import pad_hw, unpad_hw
 from cnnkit.functional._scratch import scratch
 
 CHUNK_BYTES = 8 * 2**20
@@ -195,42 +196,89 @@ def tile_transform_adjoint(values: np.ndarray, left: np.ndarray, step: int, tile
     dest[...] = summed[:, :, :h, :w].transpose(1, 0, 2, 3)
 
 
-def forward(xp: np.ndarray, weight: np.ndarray, transforms: Transforms, out) -> None:
-    """out = y (N, C_out, Ho, Wo) from the padded input xp: V = B^T d B, M = U V, Y = A^T M A."""
-    (n, c_in), out_hw = xp.shape[:2], out.shape[2:]
+def fuses_epilogue(transforms: Transforms) -> bool:
+    """Whether :func:`forward` runs the compiled F(2, 3) loops, which add the bias and apply the
+    clamp as they write the output (cnnkit.functional._winograd_loops)."""
+    return transforms.m == 2 and _compiled.ENABLED
+
+
+def _input_tiles(x, padding, transforms: Transforms, tiles_hw, purpose: str) -> np.ndarray:
+    """V = B^T d B of every tile of x padded by ``padding``: (alpha^2, C, N*th*tw)."""
+    alpha, m = transforms.alpha, transforms.m
+    if fuses_epilogue(transforms):
+        v = scratch(
+            purpose, (alpha**2, x.shape[1], x.shape[0] * tiles_hw[0] * tiles_hw[1]), x.dtype
+        )
+        (top, _), (left, _) = padding
+        _winograd_loops.input_transform(np.ascontiguousarray(x), top, left, *tiles_hw, v)
+        return v
+    bt = transforms.bt.astype(x.dtype)
+    return tile_transform(pad_hw(x, padding), bt, m, tiles_hw).reshape(alpha**2, x.shape[1], -1)
+
+
+def forward(x, padding, weight, transforms: Transforms, out, bias=None, clamp=None) -> None:
+    """out = y (N, C_out, Ho, Wo) of x (N, C_in, H, W) padded by ``padding``: V = B^T d B,
+    M = U V, Y = A^T M A; then + bias and clamped to clamp = (low, high), each unless None,
+    which only the compiled loops take (see :func:`fuses_epilogue`)."""
+    fused = fuses_epilogue(transforms)
+    if not fused and (bias is not None or clamp is not None):
+        raise ValueError(f"winograd.forward of F({transforms.m}, 3) takes no bias or clamp")
+    n, c_in = x.shape[:2]
     c_out, alpha, m = weight.shape[0], transforms.alpha, transforms.m
-    bt, _, at = _matrices(transforms, xp.dtype)
     u = transformed_weight(weight, transforms)
-    tiles_hw = tiles(out_hw, m)
-    per_image = alpha**2 * (c_in + c_out) * tiles_hw[0] * tiles_hw[1] * xp.itemsize
+    tiles_hw = tiles(out.shape[2:], m)
+    per_image = alpha**2 * (c_in + c_out) * tiles_hw[0] * tiles_hw[1] * x.itemsize
+    shift = np.zeros(c_out, x.dtype) if bias is None else bias
+    low, high = (x.dtype.type(0), x.dtype.type(0)) if clamp is None else clamp
     for start, stop in _chunks(n, per_image):
-        v = tile_transform(xp[start:stop], bt, m, tiles_hw).reshape(alpha**2, c_in, -1)
-        mt = scratch("winograd products", (alpha**2, c_out, v.shape[2]), xp.dtype)
+        v = _input_tiles(x[start:stop], padding, transforms, tiles_hw, "winograd tiles")
+        mt = scratch("winograd products", (alpha**2, c_out, v.shape[2]), x.dtype)
         np.matmul(u, v, out=mt)
+        if fused:
+            epilogue = (shift, bias is not None, low, high, clamp is not None)
+            _winograd_loops.output_transform(mt, *tiles_hw, *epilogue, out[start:stop])
+            continue
+        at = transforms.at.astype(x.dtype)
         tile_transform_adjoint(
             mt.reshape(alpha, alpha, c_out, -1), at.T, m, tiles_hw, out[start:stop]
         )
 
 
-def backward(dout, xp: np.ndarray, weight: np.ndarray, transforms: Transforms, input_grad=True):
-    """(dL/dxp (N, C_in, Hp, Wp) or None without ``input_grad``, dL/dweight) given dL/dy:
-    dM = A dY A^T, dU = dM V^T, dV = U^T dM, dd = B dV B^T."""
-    n, c_in = xp.shape[:2]
+def backward(dout, x, padding, weight, transforms: Transforms, input_grad=True):
+    """(dL/dx (N, C_in, H, W) or None without ``input_grad``, dL/dweight) given dL/dy and the
+    input x padded by ``padding``: dM = A dY A^T, dU = dM V^T, dV = U^T dM, dd = B dV B^T."""
+    n, c_in, h, w = x.shape
     c_out, alpha, m = weight.shape[0], transforms.alpha, transforms.m
-    bt, _, at = _matrices(transforms, xp.dtype)
+    fused = fuses_epilogue(transforms)
+    bt, _, at = _matrices(transforms, x.dtype)
     u = weight_transform(weight, transforms) if input_grad else None
-    du = np.zeros((alpha**2, c_out, c_in), dtype=xp.dtype)
-    dxp = np.empty_like(xp) if input_grad else None
+    du = np.zeros((alpha**2, c_out, c_in), dtype=x.dtype)
+    (top, bottom), (left, right) = padding
+    padded_shape = (n, c_in, h + top + bottom, w + left + right)
+    dx = None
+    if input_grad:
+        dx = np.zeros_like(x) if fused else np.empty(padded_shape, dtype=x.dtype)
     tiles_hw = tiles(dout.shape[2:], m)
-    per_image = alpha**2 * (c_in + c_out) * tiles_hw[0] * tiles_hw[1] * xp.itemsize
+    per_image = alpha**2 * (c_in + c_out) * tiles_hw[0] * tiles_hw[1] * x.itemsize
     for start, stop in _chunks(n, per_image):
-        v = tile_transform(xp[start:stop], bt, m, tiles_hw).reshape(alpha**2, c_in, -1)
-        dm = tile_transform(dout[start:stop], at.T, m, tiles_hw).reshape(alpha**2, c_out, -1)
+        v = _input_tiles(x[start:stop], padding, transforms, tiles_hw, "winograd tiles")
+        if fused:
+            dm = scratch("winograd upstream", (alpha**2, c_out, v.shape[2]), x.dtype)
+            _winograd_loops.gradient_transform(
+                np.ascontiguousarray(dout[start:stop]), *tiles_hw, dm
+            )
+        else:
+            dm = tile_transform(dout[start:stop], at.T, m, tiles_hw).reshape(alpha**2, c_out, -1)
         du += np.matmul(dm, v.transpose(0, 2, 1))
         if input_grad:
-            dv = scratch("winograd input gradient", v.shape, xp.dtype)
+            dv = scratch("winograd input gradient", v.shape, x.dtype)
             np.matmul(u.transpose(0, 2, 1), dm, out=dv)
-            tile_transform_adjoint(
-                dv.reshape(alpha, alpha, c_in, -1), bt, m, tiles_hw, dxp[start:stop]
-            )
-    return dxp, weight_gradient(du, transforms)
+            if fused:
+                _winograd_loops.input_gradient(dv, *tiles_hw, top, left, dx[start:stop])
+            else:
+                tile_transform_adjoint(
+                    dv.reshape(alpha, alpha, c_in, -1), bt, m, tiles_hw, dx[start:stop]
+                )
+    if input_grad and not fused:
+        dx = unpad_hw(dx, padding)
+    return dx, weight_gradient(du, transforms)
