@@ -308,11 +308,13 @@ def command_lines(inputs: Path) -> st.SearchStrategy[list[str]]:
 
 def written_into(after: dict[str, str], before: dict[str, str], argv, inputs: Path) -> dict:
     """``after`` less what the command line asked to write: a new file that ``export --onnx
-    PATH`` creates, and the run folder that ``train --overwrite --out DIR`` replaces (its files
-    as they were before); neither is a change to an input."""
+    PATH`` creates (with the new folders above it), and the run folder that ``train
+    --overwrite --out DIR`` replaces (its files as they were before); neither is a change to an
+    input."""
     if argv[:1] == ["export"] and "--onnx" in argv[:-1]:
         target = Path(argv[argv.index("--onnx") + 1])
-        return {k: v for k, v in after.items() if k in before or Path(k).name != target.name}
+        written = {target.name, *(folder.name for folder in target.parents)}
+        return {k: v for k, v in after.items() if k in before or Path(k).name not in written}
     if argv[:1] == ["train"] and "--overwrite" in argv and "--out" in argv[:-1]:
         run = Path(argv[argv.index("--out") + 1])
         if run.is_relative_to(inputs):
