@@ -251,6 +251,20 @@ def test_float32_numpy_winograd_in_training_only_on_one_blas_thread(monkeypatch)
     assert path == "winograd2"
 
 
+def planned_paths(monkeypatch, compiled, shape, weight_shape, threads) -> tuple[str, str]:
+    """(the training path, the inference path) _plan picks for a 3x3 'same' float32 layer on
+    ``threads`` BLAS threads, with compiled kernels on or off and no part floor."""
+    monkeypatch.delenv("CNNKIT_CONV_PATH", raising=False)
+    monkeypatch.setattr(_compiled, "ENABLED", compiled)
+    monkeypatch.setattr(_parallel, "MIN_PART_BYTES", 1)
+    one, pad, size = (1, 1), ((1, 1), (1, 1)), shape[2:]
+    arguments = (shape, weight_shape, 1, one, pad, one, size, np.float32)
+    with threadpool_limits(threads, "blas"):
+        training = conv_module._plan(*arguments)[0]
+        with cnnkit.no_grad():
+            return training, conv_module._plan(*arguments)[0]
+
+
 @pytest.mark.parametrize(
     "batch, channels, size, training, inference",
     [
@@ -264,16 +278,9 @@ def test_float32_numpy_winograd_in_training_only_on_one_blas_thread(monkeypatch)
 def test_float32_inference_takes_numpy_winograd_more_widely(
     monkeypatch, batch, channels, size, training, inference
 ):
-    monkeypatch.delenv("CNNKIT_CONV_PATH", raising=False)
-    monkeypatch.setattr(_compiled, "ENABLED", False)
-    monkeypatch.setattr(_parallel, "MIN_PART_BYTES", 1)
-    one, pad = (1, 1), ((1, 1), (1, 1))
     shape, weight_shape = (batch, channels, size, size), (channels, channels, 3, 3)
-    arguments = (shape, weight_shape, 1, one, pad, one, (size, size), np.float32)
-    with threadpool_limits(2, "blas"):
-        assert conv_module._plan(*arguments)[0] == training
-        with cnnkit.no_grad():
-            assert conv_module._plan(*arguments)[0] == inference
+    paths = planned_paths(monkeypatch, False, shape, weight_shape, 2)
+    assert paths == (training, inference)
 
 
 @pytest.mark.parametrize(
@@ -294,13 +301,6 @@ def test_float32_rule_with_compiled_transforms(
 ):
     """With numba, F(2, 3)'s compiled transforms win from 64 channels in training and from 32
     in inference, on outputs of at least 14 x 14 (the table beside conv._winograd_rule)."""
-    monkeypatch.delenv("CNNKIT_CONV_PATH", raising=False)
-    monkeypatch.setattr(_compiled, "ENABLED", True)
-    monkeypatch.setattr(_parallel, "MIN_PART_BYTES", 1)
-    one, pad = (1, 1), ((1, 1), (1, 1))
     shape, weight_shape = (batch, c_in, size, size), (channels, c_in, 3, 3)
-    arguments = (shape, weight_shape, 1, one, pad, one, (size, size), np.float32)
-    with threadpool_limits(threads, "blas"):
-        assert conv_module._plan(*arguments)[0] == training
-        with cnnkit.no_grad():
-            assert conv_module._plan(*arguments)[0] == inference
+    paths = planned_paths(monkeypatch, True, shape, weight_shape, threads)
+    assert paths == (training, inference)

@@ -41,6 +41,18 @@ def _read_rows(plane, first, left, lines):
             target[:] = 0
 
 
+def _four_planes(array, first, step, c, base, count):
+    """array[first + k*step, c, base : base + count] for k = 0..3: one tile row's values at four
+    transform positions (a row a of positions with step 1, a column b with step 4)."""
+    stop = base + count
+    return (
+        array[first, c, base:stop],
+        array[first + step, c, base:stop],
+        array[first + 2 * step, c, base:stop],
+        array[first + 3 * step, c, base:stop],
+    )
+
+
 def _input_transform(x, top, left, tiles_h, tiles_w, out):
     """out[p, c, (n*th + r)*tw + q] = (B^T d B)[p] for the 4x4 tile d of x (N, C, H, W) at row
     2r - top and column 2q - left (zero off x): V of F(2, 3)."""
@@ -60,10 +72,7 @@ def _input_transform(x, top, left, tiles_h, tiles_w, out):
                 base = (n * tiles_h + r) * tiles_w
                 for a in range(4):
                     t = rows[a]
-                    v0 = out[4 * a, c, base : base + tiles_w]
-                    v1 = out[4 * a + 1, c, base : base + tiles_w]
-                    v2 = out[4 * a + 2, c, base : base + tiles_w]
-                    v3 = out[4 * a + 3, c, base : base + tiles_w]
+                    v0, v1, v2, v3 = _four_planes(out, 4 * a, 1, c, base, tiles_w)
                     for q in range(tiles_w):
                         v0[q] = t[2 * q] - t[2 * q + 2]
                         v1[q] = t[2 * q + 1] + t[2 * q + 2]
@@ -83,10 +92,7 @@ def _output_transform(m, tiles_h, tiles_w, bias, shifted, low, high, clamped, ou
             for r in range(tiles_h):
                 base = (n * tiles_h + r) * tiles_w
                 for b in range(4):
-                    m0 = m[b, c, base : base + tiles_w]
-                    m1 = m[4 + b, c, base : base + tiles_w]
-                    m2 = m[8 + b, c, base : base + tiles_w]
-                    m3 = m[12 + b, c, base : base + tiles_w]
+                    m0, m1, m2, m3 = _four_planes(m, b, 4, c, base, tiles_w)
                     for q in range(tiles_w):
                         sums[0, b, q] = m0[q] + m1[q] + m2[q]
                         sums[1, b, q] = m1[q] - m2[q] - m3[q]
@@ -120,10 +126,7 @@ def _gradient_transform(dout, tiles_h, tiles_w, out):
                 base = (n * tiles_h + r) * tiles_w
                 for a in range(4):
                     u = rows[a]
-                    v0 = out[4 * a, c, base : base + tiles_w]
-                    v1 = out[4 * a + 1, c, base : base + tiles_w]
-                    v2 = out[4 * a + 2, c, base : base + tiles_w]
-                    v3 = out[4 * a + 3, c, base : base + tiles_w]
+                    v0, v1, v2, v3 = _four_planes(out, 4 * a, 1, c, base, tiles_w)
                     for q in range(tiles_w):
                         v0[q] = u[2 * q]
                         v1[q] = u[2 * q] + u[2 * q + 1]
@@ -157,10 +160,7 @@ def _input_gradient(values, tiles_h, tiles_w, top, left, dx):
             for r in range(tiles_h):
                 base = (n * tiles_h + r) * tiles_w
                 for a in range(4):
-                    x0 = values[4 * a, c, base : base + tiles_w]
-                    x1 = values[4 * a + 1, c, base : base + tiles_w]
-                    x2 = values[4 * a + 2, c, base : base + tiles_w]
-                    x3 = values[4 * a + 3, c, base : base + tiles_w]
+                    x0, x1, x2, x3 = _four_planes(values, 4 * a, 1, c, base, tiles_w)
                     _spread_columns(x0, x1, x2, x3, z[a])
                 z0, z1, z2, z3 = z[0], z[1], z[2], z[3]
                 for w in range(z.shape[1]):
@@ -177,6 +177,7 @@ def _input_gradient(values, tiles_h, tiles_w, top, left, dx):
 
 
 _read_rows = _compile_inline(_read_rows)
+_four_planes = _compile_inline(_four_planes)
 _spread_columns = _compile_inline(_spread_columns)
 input_transform = _compile(_input_transform)
 output_transform = _compile(_output_transform)

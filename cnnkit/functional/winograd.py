@@ -230,6 +230,7 @@ def forward(x, padding, weight, transforms: Transforms, out, bias=None, clamp=No
     per_image = alpha**2 * (c_in + c_out) * tiles_hw[0] * tiles_hw[1] * x.itemsize
     shift = np.zeros(c_out, x.dtype) if bias is None else bias
     low, high = (x.dtype.type(0), x.dtype.type(0)) if clamp is None else clamp
+    at = transforms.at.astype(x.dtype)
     for start, stop in _chunks(n, per_image):
         v = _input_tiles(x[start:stop], padding, transforms, tiles_hw, "winograd tiles")
         mt = scratch("winograd products", (alpha**2, c_out, v.shape[2]), x.dtype)
@@ -238,7 +239,6 @@ def forward(x, padding, weight, transforms: Transforms, out, bias=None, clamp=No
             epilogue = (shift, bias is not None, low, high, clamp is not None)
             _winograd_loops.output_transform(mt, *tiles_hw, *epilogue, out[start:stop])
             continue
-        at = transforms.at.astype(x.dtype)
         tile_transform_adjoint(
             mt.reshape(alpha, alpha, c_out, -1), at.T, m, tiles_hw, out[start:stop]
         )
